@@ -1,0 +1,188 @@
+"""Records the storage layer hands out. Plain frozen dataclasses: no discord, no SQL."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobKind(enum.StrEnum):
+    IMAGINE = "imagine"
+    EDIT = "edit"
+
+
+class JobState(enum.StrEnum):
+    """A job's life (ARCHITECTURE.md section 3) plus the approval step of moderated guilds."""
+
+    RESERVED = "reserved"  # row written and credits held, nothing sent yet
+    SUBMITTING = "submitting"  # the submit POST may be on the wire; no request_id yet
+    SUBMITTED = "submitted"  # request_id stored
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"  # output known (result_urls), not yet shown to the channel
+    AWAITING_APPROVAL = "awaiting_approval"  # completed, held for a moderator
+    DELIVERED = "delivered"  # posted; credits committed
+    CANCELLED = "cancelled"  # credits refunded
+    FAILED = "failed"  # credits refunded, error says why
+    REJECTED = "rejected"  # a moderator rejected the result; credits refunded
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.DELIVERED, JobState.CANCELLED, JobState.FAILED, JobState.REJECTED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the bot knows when a member asks for a job."""
+
+    kind: JobKind
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str
+    params: dict[str, Any]  # GenerationOptions fields, plus "image_urls" for edits
+    cost: int
+    parent_job_id: str | None = None
+    interaction_token: str | None = None  # a secret: never logged
+    token_expires_at: datetime | None = None
+    age_restricted_channel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str  # short, url-safe; goes into button custom_ids
+    kind: JobKind
+    state: JobState
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str
+    params: dict[str, Any]
+    cost: int
+    created_at: datetime
+    updated_at: datetime
+    request_id: str | None = None
+    parent_job_id: str | None = None
+    interaction_token: str | None = field(default=None, repr=False)
+    token_expires_at: datetime | None = None
+    status_message_id: int | None = None  # the message showing progress (and later the result)
+    result_message_id: int | None = None
+    log_message_id: int | None = None  # the moderators' log entry
+    error: str | None = None
+    result_urls: tuple[str, ...] = ()
+    committed: int | None = None  # credits committed on delivery
+    age_restricted_channel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    job_id: str
+    state: JobState
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A member's day at a glance."""
+
+    limit: int  # the effective daily allowance
+    used: int  # reserved or committed today, less refunds
+    granted: int  # extra credits given by admins today
+    remaining: int
+    resets_at: datetime  # next UTC midnight
+    limit_source: str  # "user override" | "role tier" | "guild default" | "global default"
+
+
+class LedgerKind(enum.StrEnum):
+    RESERVE = "reserve"
+    COMMIT = "commit"
+    REFUND = "refund"
+    GRANT = "grant"
+    RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    kind: LedgerKind
+    user_id: int
+    guild_id: int | None
+    amount: int
+    job_id: str | None
+    actor_id: int | None  # the admin, for grant/reset
+    reason: str | None
+    at: datetime
+
+
+class StorageError(Exception):
+    """Root of the storage layer's errors."""
+
+
+class SchemaTooNewError(StorageError):
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"the database is at schema version {found}, newer than this bot supports"
+            f" ({supported}); upgrade the bot or use another DATABASE_PATH"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class QuotaExceededError(StorageError):
+    """A reservation would pass a limit: ``limit`` names it, ``resets_at`` says when it frees."""
+
+    def __init__(
+        self, *, limit: str, allowed: int, used: int, cost: int, resets_at: datetime
+    ) -> None:
+        super().__init__(f"{limit}: {used} of {allowed} credits used today; this needs {cost}")
+        self.limit = limit  # "daily allowance" | "guild daily cap" | "global daily cap"
+        self.allowed = allowed
+        self.used = used
+        self.cost = cost
+        self.resets_at = resets_at
+
+
+@dataclass(frozen=True, slots=True)
+class GuildPolicy:
+    """A community's rules. A guild that never configured anything gets these defaults."""
+
+    guild_id: int
+    allowed_channel_ids: frozenset[int] = frozenset()  # empty: every channel
+    allowed_role_ids: frozenset[int] = frozenset()  # empty: everyone
+    role_tiers: dict[int, int] = field(default_factory=dict)  # role id -> daily credits
+    default_daily_credits: int | None = None  # None: the global default
+    daily_cap: int | None = None  # the whole guild's credits a day; None: no cap
+    max_safety: int = 4  # highest safety_tolerance members may ask for
+    max_safety_age_restricted: int = 6  # the ceiling in age-restricted channels
+    log_channel_id: int | None = None
+    approval_mode: bool = False
+    cooldown_seconds: int = 0
+    max_jobs_in_flight: int = 3
+    dms_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlocklistEntry:
+    id: int
+    guild_id: int
+    pattern: str
+    is_regex: bool
+    added_by: int | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    guild_id: int
+    user_id: int
+    reason: str | None
+    banned_by: int | None
+    until: datetime | None  # None: until lifted
+    at: datetime
