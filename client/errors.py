@@ -6,7 +6,10 @@ RunComfy's six-digit ``error_code`` when there is one, the request id, and the r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from client.models import JobStatus
 
 
 class RunComfyError(Exception):
@@ -89,6 +92,18 @@ class JobFailedError(RunComfyError):
 
 class JobCancelledError(RunComfyError):
     """The job was cancelled before it produced output."""
+
+
+class JobNotFinishedError(RunComfyError):
+    """``result()`` was asked for a job that is still queued or running.
+
+    ``job_status`` is the state the API reported, or None when it only said "too early" (400005).
+    (Not ``status``: on every error that is the HTTP status.)
+    """
+
+    def __init__(self, message: str, *, job_status: JobStatus | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.job_status = job_status
 
 
 class JobTimeoutError(RunComfyError):

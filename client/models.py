@@ -99,6 +99,11 @@ class GenerationOptions:
         return payload
 
 
+def _check_options(options: Any) -> None:
+    if not isinstance(options, GenerationOptions):
+        raise InvalidRequestError("options", "must be GenerationOptions", value=options)
+
+
 def _check_prompt(prompt: Any) -> None:
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequestError("prompt", "must not be empty", value=prompt)
@@ -115,6 +120,7 @@ class TextToImageRequest:
 
     def __post_init__(self) -> None:
         _check_prompt(self.prompt)
+        _check_options(self.options)
 
     def to_payload(self) -> dict[str, Any]:
         return {"prompt": self.prompt, **self.options.to_payload()}
@@ -138,6 +144,7 @@ class EditRequest:
             )
         for url in self.image_urls:
             _check_url(url)
+        _check_options(self.options)
 
     def to_payload(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,267 @@
+"""The RunComfy client: submit jobs, follow them through a ``JobHandle``, download outputs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import aiohttp
+
+from client.errors import (
+    APIConnectionError,
+    InvalidRequestError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFinishedError,
+    JobTimeoutError,
+)
+from client.http import ApiTransport, Downloader, submit_may_retry
+from client.models import (
+    CancelOutcome,
+    DownloadedImage,
+    EditRequest,
+    GenerationRequest,
+    JobState,
+    JobStatus,
+)
+from client.parsing import parse_cancel, parse_result, parse_status, parse_submit
+from client.polling import DurationEstimator, JobTimeline, PollingPolicy
+from client.retry import RetryPolicy
+from client.settings import ClientSettings
+
+StatusCallback = Callable[[JobStatus], Awaitable[None]]
+DEFAULT_MAX_DOWNLOAD = 64 * 2**20  # a 4K PNG is ~24 MB
+
+
+class RunComfyClient:
+    """One per process: holds the shared session, the retry rules and what it learned of timings.
+
+    The session is the caller's (opened and closed by them) and must not carry the API token
+    as a default header, so downloads from output hosts go without it.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: ClientSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        polling: PollingPolicy | None = None,
+        request_timeout: float = 30.0,
+        download_timeout: float = 120.0,
+    ) -> None:
+        self._settings = settings
+        retry = retry or RetryPolicy()
+        self._transport = ApiTransport(session, settings, retry, timeout=request_timeout)
+        self._downloader = Downloader(session, retry, timeout=download_timeout)
+        self._durations = DurationEstimator(polling or PollingPolicy())
+
+    def model_for(self, request: GenerationRequest) -> str:
+        if isinstance(request, EditRequest):
+            return self._settings.edit_model
+        return self._settings.text_to_image_model
+
+    def _timing_keys(self, request: GenerationRequest) -> tuple[str, ...]:
+        """Durations are learned per model and resolution, falling back to wider groups."""
+        model = self.model_for(request)
+        return (f"{model}@{request.options.resolution}", model, "*")
+
+    async def submit(self, request: GenerationRequest) -> JobHandle:
+        """Send the job. The POST is repeated only if it certainly never reached the server.
+
+        After an ``APIConnectionError`` (other than "could not connect") or a ``ServerError``
+        the job may exist and be billed even though no request id came back.
+        """
+        model = self.model_for(request)
+        try:
+            body = await self._transport.call(
+                "POST", f"/v1/models/{model}", json=request.to_payload(), retry_if=submit_may_retry
+            )
+        except APIConnectionError as err:
+            if submit_may_retry(err):  # it never left: nothing was created
+                raise
+            raise APIConnectionError(
+                f"{err}; the job may have been created anyway (a submit is never repeated, "
+                "so it cannot be paid twice)"
+            ) from err
+        request_id = parse_submit(body)
+        submitted_at = asyncio.get_running_loop().time()
+        return self._handle(request_id, self._timing_keys(request), submitted_at)
+
+    def job(
+        self,
+        request_id: str,
+        *,
+        request: GenerationRequest | None = None,
+        submitted_at: datetime | None = None,
+    ) -> JobHandle:
+        """Rebuild a handle from a stored request id (after a restart, or from the CLI).
+
+        ``request`` and ``submitted_at`` (aware datetime), when known, let ``wait()`` time its
+        polls from what was learned instead of starting from scratch.
+        """
+        keys = self._timing_keys(request) if request is not None else ("*",)
+        started: float | None = None
+        if submitted_at is not None:
+            age = (datetime.now(UTC) - submitted_at).total_seconds()
+            started = asyncio.get_running_loop().time() - max(0.0, age)
+        return self._handle(request_id, keys, started)
+
+    def _handle(
+        self, request_id: str, keys: tuple[str, ...], submitted_at: float | None
+    ) -> JobHandle:
+        return JobHandle(
+            request_id,
+            transport=self._transport,
+            durations=self._durations,
+            keys=keys,
+            submitted_at=submitted_at,
+        )
+
+    async def download(self, url: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD) -> DownloadedImage:
+        """Fetch an output image (PNG, JPEG or WebP, at most ``max_bytes``), without the token."""
+        return await self._downloader.download(url, max_bytes=max_bytes)
+
+
+class JobHandle:
+    """A submitted job, known by its ``request_id``."""
+
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        transport: ApiTransport,
+        durations: DurationEstimator,
+        keys: tuple[str, ...],
+        submitted_at: float | None,
+    ) -> None:
+        if not request_id or any(ch.isspace() for ch in request_id):
+            raise InvalidRequestError("request_id", "must be a non-empty id without spaces")
+        self.request_id = request_id
+        self._transport = transport
+        self._durations = durations  # shared by the client's handles: what jobs have taken
+        self._keys = keys
+        self._submitted_at = submitted_at
+        self._path = f"/v1/requests/{quote(request_id, safe='')}"
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.request_id!r})"
+
+    async def status(self, *, deadline: float | None = None) -> JobStatus:
+        """The job's state now. ``deadline`` (loop time) stops retries from running past it."""
+        body = await self._transport.call(
+            "GET", f"{self._path}/status", request_id=self.request_id, deadline=deadline
+        )
+        return parse_status(body)
+
+    async def result(self) -> tuple[str, ...]:
+        """The image URLs of a completed job.
+
+        Raises JobFailedError or JobCancelledError if it ended so, JobNotFinishedError if not yet.
+        """
+        status, urls = await self._fetch_result()
+        if not status.state.is_terminal:
+            raise JobNotFinishedError(
+                f"request {self.request_id} has not finished yet",
+                job_status=status,
+                request_id=self.request_id,
+            )
+        self._raise_if_unsuccessful(status)
+        return urls
+
+    async def cancel(self) -> CancelOutcome:
+        """CANCELLED if the job will not run (it was queued, or already cancelled)."""
+        body = await self._transport.call(
+            "POST", f"{self._path}/cancel", request_id=self.request_id
+        )
+        outcome = parse_cancel(body)
+        # A retried cancel whose first attempt worked answers "not cancellable" too: the job's
+        # state tells the two apart (one extra request, on a rare path).
+        if (
+            outcome is CancelOutcome.NOT_CANCELLABLE
+            and (await self.status()).state is JobState.CANCELLED
+        ):
+            return CancelOutcome.CANCELLED
+        return outcome
+
+    # The deadline is ours rather than asyncio.timeout(): it bounds sleeps and retries and still
+    # allows a last poll, instead of cancelling a request half-way.
+    async def wait(
+        self,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        on_status: StatusCallback | None = None,
+    ) -> tuple[str, ...]:
+        """Poll until the job ends; return its image URLs.
+
+        ``on_status`` is awaited on each change of (state, queue position). Raises
+        JobFailedError, JobCancelledError, JobTimeoutError after ``timeout`` seconds (the job
+        may still run), or another RunComfyError if the API keeps failing. Exceptions from
+        ``on_status`` propagate.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        known_start = self._submitted_at is not None
+        timeline = JobTimeline(
+            self._durations.policy,
+            self._durations.estimate(self._keys),
+            self._submitted_at if known_start else loop.time(),
+        )
+        last: tuple[JobState, int | None] | None = None
+        while True:
+            poll_at = min(timeline.next_poll_at(loop.time()), deadline)
+            await asyncio.sleep(max(0.0, poll_at - loop.time()))
+            sent_at = loop.time()
+            if timeline.prefers_result(sent_at):
+                status, urls = await self._poll_result(deadline=deadline)
+            else:
+                status, urls = await self.status(deadline=deadline), ()
+                if status.state is JobState.COMPLETED:
+                    _, urls = await self._poll_result(deadline=deadline)
+            timeline.observe(status, sent_at, loop.time())
+            if status is not None and (status.state, status.queue_position) != last:
+                last = (status.state, status.queue_position)
+                if on_status is not None:
+                    await on_status(status)
+            if status is not None and status.state.is_terminal:
+                self._raise_if_unsuccessful(status)
+                if urls:
+                    if known_start and (sample := timeline.sample()) is not None:
+                        self._durations.record(self._keys, sample)
+                    return urls
+            if loop.time() >= deadline:
+                raise JobTimeoutError(
+                    f"request {self.request_id} did not finish within {timeout:g} s",
+                    request_id=self.request_id,
+                )
+
+    async def _fetch_result(
+        self, *, deadline: float | None = None
+    ) -> tuple[JobStatus, tuple[str, ...]]:
+        body = await self._transport.call(
+            "GET", f"{self._path}/result", request_id=self.request_id, deadline=deadline
+        )
+        return parse_result(body)
+
+    async def _poll_result(
+        self, *, deadline: float | None = None
+    ) -> tuple[JobStatus | None, tuple[str, ...]]:
+        """Like ``_fetch_result``, with state None when the API only said "too early"."""
+        try:
+            return await self._fetch_result(deadline=deadline)
+        except JobNotFinishedError:
+            return None, ()
+
+    def _raise_if_unsuccessful(self, status: JobStatus) -> None:
+        if status.state is JobState.FAILED:
+            raise JobFailedError(
+                f"the job failed: {status.error}", request_id=self.request_id, body=status.raw
+            )
+        if status.state is JobState.CANCELLED:
+            raise JobCancelledError(
+                f"request {self.request_id} was cancelled",
+                request_id=self.request_id,
+                body=status.raw,
+            )

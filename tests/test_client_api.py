@@ -1,0 +1,510 @@
+"""The client against the fake RunComfy over loopback: states, errors, retries, cancel, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from client import ClientSettings, RetryPolicy, RunComfyClient
+from client.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    DownloadError,
+    InsufficientBalanceError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFinishedError,
+    JobTimeoutError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from client.models import (
+    CancelOutcome,
+    EditRequest,
+    GenerationOptions,
+    JobState,
+    JobStatus,
+    TextToImageRequest,
+)
+from tests.conftest import FAST_POLLING, FAST_RETRY
+from tests.fakes.runcomfy import EDIT_MODEL, TEXT_TO_IMAGE_MODEL, FakeRunComfy, JobScript
+
+CAT = TextToImageRequest("a cat in a hat")
+LONG_QUEUE = JobScript(queue_seconds=30, run_seconds=1, queue_position=4)
+LONG_RUN = JobScript(queue_seconds=0, run_seconds=30)
+
+
+async def wait_until(predicate: Any, what: str) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- the happy paths --------------------------------------------------------------------------
+
+
+async def test_text_to_image_from_submit_to_images(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=0.05, run_seconds=0.05, queue_position=2))
+    options = GenerationOptions(num_images=3, seed=7, aspect_ratio="16:9", output_format="jpeg")
+    handle = await runcomfy_client.submit(TextToImageRequest("a lighthouse", options))
+    seen: list[JobStatus] = []
+
+    async def on_status(status: JobStatus) -> None:
+        seen.append(status)
+
+    urls = await handle.wait(timeout=5, on_status=on_status)
+
+    job = fake_runcomfy.jobs[handle.request_id]
+    assert job.model == TEXT_TO_IMAGE_MODEL
+    assert job.payload == {"prompt": "a lighthouse", **options.to_payload()}
+    assert len(urls) == 3
+    states = [s.state for s in seen]
+    assert states[0] is JobState.QUEUED
+    assert states[-2:] == [JobState.RUNNING, JobState.COMPLETED]
+    positions = [s.queue_position for s in seen if s.state is JobState.QUEUED]
+    assert positions == sorted(positions, reverse=True)  # each change reported once, counting down
+    assert len(seen) == len({(s.state, s.queue_position) for s in seen})
+    for url in urls:
+        image = await runcomfy_client.download(url)
+        assert image.content_type == "image/jpeg"
+        assert image.extension == "jpg"
+        assert Image.open(io.BytesIO(image.data)).format == "JPEG"
+    api_calls = [r for r in fake_runcomfy.requests if r.endpoint != "image"]
+    assert all(r.headers["Authorization"] == "Bearer test-token" for r in api_calls)
+
+
+async def test_edit_sends_its_images_to_the_edit_model(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    sources = ("https://cdn.example/a.png", "https://cdn.example/b.webp")
+    handle = await runcomfy_client.submit(EditRequest("make it night", sources))
+    (url,) = await handle.wait(timeout=5)
+    job = fake_runcomfy.jobs[handle.request_id]
+    assert job.model == EDIT_MODEL
+    assert job.payload["image_urls"] == list(sources)
+    assert (await runcomfy_client.download(url)).content_type == "image/png"
+
+
+async def test_status_reports_every_state(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(
+        LONG_QUEUE,
+        LONG_RUN,
+        JobScript(queue_seconds=0, run_seconds=0),
+        JobScript(queue_seconds=0, run_seconds=0, outcome="fail", error="NSFW content detected"),
+        LONG_QUEUE,
+    )
+    queued, running, completed, failed, cancelled = [
+        await runcomfy_client.submit(CAT) for _ in range(5)
+    ]
+    await cancelled.cancel()
+    assert await queued.status() == JobStatus(JobState.QUEUED, queue_position=4)
+    assert await running.status() == JobStatus(JobState.RUNNING)
+    assert await completed.status() == JobStatus(JobState.COMPLETED)
+    assert await failed.status() == JobStatus(JobState.FAILED, error="NSFW content detected")
+    assert await cancelled.status() == JobStatus(JobState.CANCELLED)
+
+
+async def test_result_of_each_kind_of_job(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(
+        JobScript(queue_seconds=0, run_seconds=0),
+        LONG_RUN,
+        JobScript(queue_seconds=0, run_seconds=0, outcome="fail", error={"message": "GPU lost"}),
+        LONG_QUEUE,
+    )
+    done, running, failed, cancelled = [await runcomfy_client.submit(CAT) for _ in range(4)]
+    await cancelled.cancel()
+
+    (url,) = await done.result()  # one image: the API says output.image
+    assert url.endswith(".png")
+    with pytest.raises(JobNotFinishedError) as not_yet:
+        await running.result()
+    assert not_yet.value.job_status == JobStatus(JobState.RUNNING)
+    with pytest.raises(JobFailedError, match="GPU lost"):
+        await failed.result()
+    with pytest.raises(JobCancelledError):
+        await cancelled.result()
+
+
+async def test_a_too_early_result_answered_with_400005(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=0, run_seconds=0.05, result_too_early=True))
+    handle = await runcomfy_client.submit(CAT)
+    with pytest.raises(JobNotFinishedError) as caught:
+        await handle.result()
+    assert caught.value.job_status is None
+    assert caught.value.error_code == 400005
+    # wait() takes it as "not finished" and carries on
+    assert len(await handle.wait(timeout=5)) == 1
+
+
+async def test_alternative_state_spellings(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    spellings = {"completed": "succeeded", "cancelled": "canceled", "in_progress": "running"}
+    fake_runcomfy.script(
+        JobScript(queue_seconds=0, run_seconds=0.03, state_names=spellings),
+        JobScript(queue_seconds=30, state_names=spellings),
+    )
+    done = await runcomfy_client.submit(CAT)
+    assert len(await done.wait(timeout=5)) == 1
+    queued = await runcomfy_client.submit(CAT)
+    assert await queued.cancel() is CancelOutcome.CANCELLED
+    assert (await queued.status()).state is JobState.CANCELLED
+
+
+async def test_an_unknown_state_is_a_typed_error_with_the_body(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=30, state_names={"in_queue": "warming_up"}))
+    handle = await runcomfy_client.submit(CAT)
+    with pytest.raises(UnexpectedResponseError) as caught:
+        await handle.wait(timeout=5)
+    assert caught.value.body["status"] == "warming_up"
+
+
+async def test_a_handle_rebuilt_from_a_stored_request_id(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=0.02, run_seconds=0.05))
+    request_id = (await runcomfy_client.submit(CAT)).request_id
+    rebuilt = runcomfy_client.job(request_id)  # e.g. after a restart
+    assert rebuilt.request_id == request_id
+    assert len(await rebuilt.wait(timeout=5)) == 1
+    assert (await rebuilt.status()).state is JobState.COMPLETED
+
+
+# -- endings other than success ---------------------------------------------------------------
+
+
+async def test_a_failed_job_raises_with_the_api_message(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(outcome="fail", error="prompt was flagged"))
+    handle = await runcomfy_client.submit(CAT)
+    with pytest.raises(JobFailedError) as caught:
+        await handle.wait(timeout=5)
+    assert str(caught.value) == "the job failed: prompt was flagged"
+    assert caught.value.request_id == handle.request_id
+
+
+async def test_an_error_body_with_http_200_while_polling(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(outcome="error_body", error_code=404001, error="expired"))
+    handle = await runcomfy_client.submit(CAT)
+    with pytest.raises(NotFoundError) as caught:
+        await handle.wait(timeout=5)
+    assert caught.value.status == 200
+    assert caught.value.error_code == 404001
+
+
+async def test_cancel_a_queued_job(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_QUEUE)
+    handle = await runcomfy_client.submit(CAT)
+    waiting = asyncio.create_task(handle.wait(timeout=5))
+    assert await handle.cancel() is CancelOutcome.CANCELLED
+    with pytest.raises(JobCancelledError):
+        await waiting
+    assert fake_runcomfy.jobs[handle.request_id].cancelled_at is not None
+
+
+async def test_a_running_job_is_not_cancellable(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    assert await handle.cancel() is CancelOutcome.NOT_CANCELLABLE
+    assert (await handle.status()).state is JobState.RUNNING
+
+
+async def test_a_cancel_whose_answer_was_lost_is_still_reported_cancelled(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_QUEUE)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("cancel", drop=True)  # cancelled, but the answer never arrives
+    fake_runcomfy.inject("cancel", status=200, body={"outcome": "not_cancellable"})
+    assert await handle.cancel() is CancelOutcome.CANCELLED
+    assert fake_runcomfy.count("cancel") == 2
+
+
+async def test_wait_gives_up_at_its_deadline(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_QUEUE)
+    handle = await runcomfy_client.submit(CAT)
+    with pytest.raises(JobTimeoutError) as caught:
+        await handle.wait(timeout=0.1)
+    assert caught.value.request_id == handle.request_id
+    assert (await handle.status()).state is JobState.QUEUED  # the job itself goes on
+
+
+# -- API errors -------------------------------------------------------------------------------
+
+
+async def test_a_bad_token_is_an_authentication_error(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    settings = ClientSettings(api_token="wrong", api_base=fake_runcomfy.base_url)
+    client = RunComfyClient(http_session, settings, retry=FAST_RETRY, polling=FAST_POLLING)
+    with pytest.raises(AuthenticationError) as caught:
+        await client.submit(CAT)
+    assert (caught.value.status, caught.value.error_code) == (401, 400004)
+    assert fake_runcomfy.count("submit") == 1  # not retried
+    assert fake_runcomfy.jobs == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (402, {"error_code": 400002, "message": "insufficient balance"}, InsufficientBalanceError),
+        (200, {"error_code": 400002, "message": "insufficient balance"}, InsufficientBalanceError),
+        (403, {"error_code": 403001, "message": "not yours"}, PermissionDeniedError),
+        (422, {"detail": [{"loc": ["body", "prompt"], "msg": "bad"}]}, ValidationError),
+    ],
+)
+async def test_submit_errors_are_typed_and_never_retried(
+    runcomfy_client: RunComfyClient,
+    fake_runcomfy: FakeRunComfy,
+    status: int,
+    body: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    fake_runcomfy.inject("submit", status=status, body=body, times=3)
+    with pytest.raises(error) as caught:
+        await runcomfy_client.submit(CAT)
+    assert fake_runcomfy.count("submit") == 1
+    if isinstance(caught.value, ValidationError):
+        assert caught.value.detail == body["detail"]
+        assert str(caught.value) == "RunComfy rejected the request: prompt: bad"
+
+
+async def test_an_unknown_request_id_is_not_found(runcomfy_client: RunComfyClient) -> None:
+    handle = runcomfy_client.job("no-such-request")
+    with pytest.raises(NotFoundError) as caught:
+        await handle.status()
+    assert caught.value.error_code == 404001
+    with pytest.raises(NotFoundError):
+        await handle.wait(timeout=5)
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 503},
+        {"status": 500},
+        {"status": 502, "body": "<html>bad gateway</html>"},
+        {"status": 408},
+        {"status": 429, "headers": {"Retry-After": "0.01"}},
+        {"status": 200, "body": {"error_code": 500001, "message": "try later"}},
+        {"drop": True},
+    ],
+)
+async def test_polling_requests_are_retried_after_transient_failures(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy, fault: dict[str, Any]
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    # two in a row: also past aiohttp's own single retry of a GET on a dropped connection
+    fake_runcomfy.inject("status", times=2, **fault)
+    assert (await handle.status()).state is JobState.RUNNING
+    assert fake_runcomfy.count("status") == 3
+
+
+async def test_a_slow_answer_times_out_and_is_retried(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    settings = ClientSettings(api_token="test-token", api_base=fake_runcomfy.base_url)
+    client = RunComfyClient(http_session, settings, retry=FAST_RETRY, request_timeout=0.1)
+    fake_runcomfy.script(LONG_RUN)
+    handle = await client.submit(CAT)
+    fake_runcomfy.inject("status", delay=0.3)
+    assert (await handle.status()).state is JobState.RUNNING
+    assert fake_runcomfy.count("status") == 2
+
+
+async def test_retries_give_up_with_the_last_error(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("result", status=503, times=10)
+    with pytest.raises(ServerError) as caught:
+        await handle.result()
+    assert caught.value.status == 503
+    assert fake_runcomfy.count("result") == FAST_RETRY.max_attempts
+
+
+async def test_retry_after_longer_than_the_policy_allows_is_not_waited_out(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("status", status=429, headers={"Retry-After": "120"})
+    with pytest.raises(RateLimitedError) as caught:
+        await handle.status()
+    assert caught.value.retry_after == 120
+    assert fake_runcomfy.count("status") == 1
+
+
+async def test_retry_after_is_waited_before_the_next_attempt(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    # A policy whose own backoff is negligible: only Retry-After can space the attempts.
+    retry = RetryPolicy(max_attempts=2, base_delay=0.0001, max_delay=0.0001, max_retry_after=1)
+    settings = ClientSettings(api_token="test-token", api_base=fake_runcomfy.base_url)
+    client = RunComfyClient(http_session, settings, retry=retry)
+    fake_runcomfy.script(LONG_RUN)
+    handle = await client.submit(CAT)
+    fake_runcomfy.inject("status", status=429, headers={"Retry-After": "0.2"})
+    await handle.status()
+    first, second = (r.at for r in fake_runcomfy.requests if r.endpoint == "status")
+    assert second - first >= 0.2
+
+
+async def test_cancel_is_retried(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_QUEUE)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("cancel", status=502)
+    assert await handle.cancel() is CancelOutcome.CANCELLED
+    assert fake_runcomfy.count("cancel") == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ({"status": 500}, ServerError),
+        ({"status": 503}, ServerError),
+        ({"status": 429, "headers": {"Retry-After": "0"}}, RateLimitedError),
+        ({"drop": True}, APIConnectionError),
+        ({"delay": 0.5}, APIConnectionError),
+    ],
+)
+async def test_submit_is_never_retried_once_it_may_have_reached_the_server(
+    http_session: aiohttp.ClientSession,
+    fake_runcomfy: FakeRunComfy,
+    fault: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    settings = ClientSettings(api_token="test-token", api_base=fake_runcomfy.base_url)
+    client = RunComfyClient(http_session, settings, retry=FAST_RETRY, request_timeout=0.2)
+    fake_runcomfy.inject("submit", times=3, **fault)
+    with pytest.raises(error):
+        await client.submit(CAT)
+    if fault.get("delay"):
+        await asyncio.sleep(0.4)  # let the slow submit finish on the server side
+    assert fake_runcomfy.count("submit") == 1
+    if fault.get("drop") or fault.get("delay"):
+        assert len(fake_runcomfy.jobs) == 1  # the job exists: a retry would have paid twice
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_a_refused_connection_is_retried_even_for_submit(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    port = _free_port()
+    settings = ClientSettings(api_token="test-token", api_base=f"http://127.0.0.1:{port}")
+    retry = RetryPolicy(max_attempts=20, base_delay=0.02, max_delay=0.05)
+    client = RunComfyClient(http_session, settings, retry=retry)
+    fake = FakeRunComfy(port=port)
+
+    async def start_late() -> None:
+        await asyncio.sleep(0.1)  # the first attempts find nobody listening
+        await fake.start()
+
+    starting = asyncio.create_task(start_late())
+    try:
+        handle = await client.submit(CAT)
+        await starting
+        assert fake.count("submit") == 1
+        assert handle.request_id in fake.jobs
+    finally:
+        await fake.close()
+
+
+async def test_a_refused_connection_ends_as_a_connection_error(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    settings = ClientSettings(api_token="test-token", api_base=f"http://127.0.0.1:{_free_port()}")
+    client = RunComfyClient(http_session, settings, retry=FAST_RETRY)
+    with pytest.raises(APIConnectionError, match="could not connect"):
+        await client.submit(CAT)
+
+
+# -- downloads --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "pil_format"), [("png", "PNG"), ("webp", "WEBP")])
+async def test_downloads_are_real_images_fetched_without_the_token(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy, fmt: str, pil_format: str
+) -> None:
+    request = TextToImageRequest("x", GenerationOptions(num_images=2, output_format=fmt))
+    urls = await (await runcomfy_client.submit(request)).wait(timeout=5)
+    images = [await runcomfy_client.download(url) for url in urls]
+    assert [Image.open(io.BytesIO(i.data)).format for i in images] == [pil_format] * 2
+    downloads = [r for r in fake_runcomfy.requests if r.endpoint == "image"]
+    assert len(downloads) == 2
+    assert all("Authorization" not in r.headers for r in downloads)
+
+
+async def test_an_oversized_image_is_refused(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(image_bytes=300_000))
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    with pytest.raises(DownloadError, match="too large"):
+        await runcomfy_client.download(url, max_bytes=100_000)
+    assert len((await runcomfy_client.download(url, max_bytes=400_000)).data) >= 300_000
+
+
+async def test_a_non_image_is_refused(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(image_content_type="text/html"))
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    with pytest.raises(DownloadError, match="not an image"):
+        await runcomfy_client.download(url)
+
+
+async def test_downloads_are_retried_on_transient_failures_only(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    fake_runcomfy.inject("image", status=503)
+    assert (await runcomfy_client.download(url)).content_type == "image/png"
+    assert fake_runcomfy.count("image") == 2
+    with pytest.raises(DownloadError) as caught:
+        await runcomfy_client.download(url.replace("/0.png", "/5.png"))
+    assert caught.value.status == 404
+    assert fake_runcomfy.count("image") == 3  # a 404 is not retried
