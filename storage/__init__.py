@@ -1,0 +1,56 @@
+"""Durable state: the job ledger, the quota ledger and guild policy, in one SQLite file.
+
+Never imports discord; no SQL lives outside this package. Open it once with
+``async with Storage.open(path, QuotaSettings.from_env(env)) as storage`` and use
+``storage.jobs``, ``storage.quota`` and ``storage.policy``.
+"""
+
+from storage.models import (
+    TERMINAL_STATES,
+    Balance,
+    Ban,
+    BlocklistEntry,
+    GuildPolicy,
+    GuildStats,
+    InvalidSettingError,
+    Job,
+    JobEvent,
+    JobKind,
+    JobNotFoundError,
+    JobState,
+    LedgerEntry,
+    LedgerKind,
+    NewJob,
+    QuotaExceededError,
+    SchemaTooNewError,
+    StorageError,
+    TooManyJobsError,
+)
+from storage.settings import DEFAULT_DATABASE_PATH, QuotaSettings, database_path_from_env
+from storage.store import Storage
+
+__all__ = [
+    "DEFAULT_DATABASE_PATH",
+    "TERMINAL_STATES",
+    "Balance",
+    "Ban",
+    "BlocklistEntry",
+    "GuildPolicy",
+    "GuildStats",
+    "InvalidSettingError",
+    "Job",
+    "JobEvent",
+    "JobKind",
+    "JobNotFoundError",
+    "JobState",
+    "LedgerEntry",
+    "LedgerKind",
+    "NewJob",
+    "QuotaExceededError",
+    "QuotaSettings",
+    "SchemaTooNewError",
+    "Storage",
+    "StorageError",
+    "TooManyJobsError",
+    "database_path_from_env",
+]

@@ -50,7 +50,7 @@ class NewJob:
     params: dict[str, Any]  # GenerationOptions fields, plus "image_urls" for edits
     cost: int
     parent_job_id: str | None = None
-    interaction_token: str | None = None  # a secret: never logged
+    interaction_token: str | None = field(default=None, repr=False)  # a secret: never logged
     token_expires_at: datetime | None = None
     age_restricted_channel: bool = False
 
@@ -93,11 +93,15 @@ class Balance:
     """A member's day at a glance."""
 
     limit: int  # the effective daily allowance
-    used: int  # reserved or committed today, less refunds
+    used: int  # reserved or committed today, less refunds and resets
     granted: int  # extra credits given by admins today
     remaining: int
     resets_at: datetime  # next UTC midnight
     limit_source: str  # "user override" | "role tier" | "guild default" | "global default"
+    # What the guild and the whole bot may still spend today (None: no such cap). A member can
+    # be stopped by these even with allowance left.
+    guild_cap_remaining: int | None = None
+    global_cap_remaining: int | None = None
 
 
 class LedgerKind(enum.StrEnum):
@@ -135,6 +139,21 @@ class SchemaTooNewError(StorageError):
         self.supported = supported
 
 
+class JobNotFoundError(StorageError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class TooManyJobsError(StorageError):
+    """The member already has ``allowed`` jobs in flight in this guild (or in DMs)."""
+
+    def __init__(self, *, in_flight: int, allowed: int) -> None:
+        super().__init__(f"{in_flight} jobs in flight, at most {allowed} allowed")
+        self.in_flight = in_flight
+        self.allowed = allowed
+
+
 class QuotaExceededError(StorageError):
     """A reservation would pass a limit: ``limit`` names it, ``resets_at`` says when it frees."""
 
@@ -168,6 +187,15 @@ class GuildPolicy:
     dms_enabled: bool = False
 
 
+class InvalidSettingError(StorageError, ValueError):
+    """A policy field (or argument) with a bad name or value; ``field`` names it."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
+
+
 @dataclass(frozen=True, slots=True)
 class BlocklistEntry:
     id: int
@@ -186,3 +214,20 @@ class Ban:
     banned_by: int | None
     until: datetime | None  # None: until lifted
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GuildStats:
+    """What a guild generated since a moment (jobs created at or after ``since``)."""
+
+    guild_id: int | None  # None: DMs
+    since: datetime
+    jobs: int
+    delivered: int
+    images_delivered: int
+    failures: int  # FAILED
+    cancelled: int
+    rejected: int
+    in_flight: int
+    credits_spent: int  # committed on delivery, less refunds after delivery
+    top_users: tuple[tuple[int, int], ...]  # (user_id, credits spent), most first

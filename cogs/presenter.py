@@ -1,0 +1,195 @@
+"""How jobs show themselves in Discord (the job service's ``JobPresenter``).
+
+A job has one status message: the public answer to the interaction that started it. Progress
+edits it; delivery turns it into the result (files, embed, Re-roll/Edit/Delete), so delivering
+twice rewrites the same message instead of posting a second one. The interaction token that
+allows this lives 15 minutes: once it has expired, or when Discord rejects it, the result is
+posted as a normal channel message that mentions the requester (sent with the job id as an
+enforced nonce, so a repeat within Discord's window is dropped), and the status message is
+edited through the bot's own REST access to point to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from client.models import DownloadedImage
+from cogs.buttons import result_view, status_view
+from cogs.render import (
+    NO_MENTIONS,
+    moved_text,
+    outcome_text,
+    ready_mentions,
+    ready_text,
+    result_embed,
+    status_text,
+)
+from services.imagefit import MIB, FittedImage, fit_images, needs_work
+from services.jobs import (
+    DEFAULT_UPLOAD_LIMIT,
+    NOTES_PARAM,
+    UPLOAD_LIMIT_PARAM,
+    Delivery,
+    Progress,
+)
+from storage.models import Job
+
+if TYPE_CHECKING:
+    from bot import StudioBot
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 10
+MAX_REQUEST_BYTES = 25 * MIB
+# Discord's answers meaning "this interaction token is no longer usable".
+TOKEN_REJECTED_CODES = frozenset({10015, 10062, 50027})
+
+
+def token_rejected(err: discord.HTTPException) -> bool:
+    return (
+        isinstance(err, discord.NotFound) or err.status == 401 or err.code in TOKEN_REJECTED_CODES
+    )
+
+
+async def fit(
+    images: Sequence[DownloadedImage], missing: Sequence[str], *, stem: str, per_file_limit: int
+) -> list[FittedImage]:
+    """Images as files within the limits (Pillow in a thread, only when needed); missing: links."""
+    limits: dict[str, Any] = {
+        "per_file_limit": per_file_limit,
+        "total_limit": MAX_REQUEST_BYTES,
+        "max_files": MAX_FILES,
+    }
+    if needs_work(images, **limits):
+        fitted = await asyncio.to_thread(fit_images, images, stem=stem, **limits)
+    else:
+        fitted = [
+            FittedImage(f"{stem}_{i + 1}.{image.extension}", image.url, image.data)
+            for i, image in enumerate(images)
+        ]
+    start = len(fitted)
+    fitted += [FittedImage(f"{stem}_{start + i + 1}", url, None) for i, url in enumerate(missing)]
+    return fitted
+
+
+def files_of(fitted: Sequence[FittedImage]) -> list[discord.File]:
+    return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in fitted if f.data]
+
+
+class DiscordPresenter:
+    def __init__(self, bot: StudioBot) -> None:
+        self._bot = bot
+        self._dead_tokens: set[str] = set()  # jobs whose token Discord rejected
+
+    # -- the status message ---------------------------------------------------------------
+
+    def _webhook(self, job: Job) -> discord.Webhook | None:
+        """The interaction webhook, while the job's token is usable."""
+        if not job.interaction_token or job.id in self._dead_tokens:
+            return None
+        if job.token_expires_at is None or job.token_expires_at <= datetime.now(UTC):
+            return None
+        app_id = self._bot.application_id
+        if app_id is None:
+            return None
+        return discord.Webhook.partial(app_id, job.interaction_token, client=self._bot)
+
+    def _reject(self, job: Job, err: discord.HTTPException) -> None:
+        self._dead_tokens.add(job.id)
+        log.info("job %s: interaction token unusable (%s %s)", job.id, err.status, err.code)
+
+    async def _edit_status(self, job: Job, **fields: Any) -> discord.Message | None:
+        """Edit the job's status message: through the token, else the bot's own access."""
+        hook = self._webhook(job)
+        if hook is not None:
+            try:
+                return await hook.edit_message(
+                    "@original",  # type: ignore[arg-type]  # the route takes it in place of an id
+                    allowed_mentions=NO_MENTIONS,
+                    **fields,
+                )
+            except discord.HTTPException as err:
+                if not token_rejected(err):
+                    raise
+                self._reject(job, err)
+        if job.status_message_id is None:
+            return None
+        channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        message = channel.get_partial_message(job.status_message_id)
+        return await message.edit(allowed_mentions=NO_MENTIONS, **fields)
+
+    async def show_progress(self, job: Job, progress: Progress) -> int | None:
+        message = await self._edit_status(
+            job,
+            content=status_text(job, progress, job.params.get(NOTES_PARAM, ())),
+            view=status_view(job.id),
+        )
+        return message.id if message is not None else None
+
+    async def show_outcome(self, job: Job) -> None:
+        text = outcome_text(job)
+        try:
+            message = await self._edit_status(job, content=text, embed=None, view=None)
+        except discord.HTTPException as err:
+            log.warning("job %s: could not edit the status message (%s)", job.id, err)
+            message = None
+        if message is None:
+            # No way to reach the job's own message: tell the requester in the channel.
+            channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            await channel.send(f"<@{job.user_id}> {text}", allowed_mentions=ready_mentions(job))
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def deliver(
+        self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
+    ) -> Delivery:
+        hook = self._webhook(job)
+        if hook is not None:
+            limit = int(job.params.get(UPLOAD_LIMIT_PARAM) or DEFAULT_UPLOAD_LIMIT)
+            fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
+            try:
+                message = await hook.edit_message(
+                    "@original",  # type: ignore[arg-type]
+                    content=None,
+                    embed=result_embed(job, fitted),
+                    attachments=files_of(fitted),
+                    view=result_view(job.id),
+                    allowed_mentions=NO_MENTIONS,
+                )
+                return Delivery(message.id)
+            except discord.HTTPException as err:
+                if not token_rejected(err):
+                    raise
+                self._reject(job, err)
+        return await self._deliver_to_channel(job, images, missing)
+
+    async def _deliver_to_channel(
+        self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
+    ) -> Delivery:
+        guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
+        channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        message = await channel.send(
+            ready_text(job),
+            embed=result_embed(job, fitted),
+            files=files_of(fitted),
+            view=result_view(job.id),
+            allowed_mentions=ready_mentions(job),
+            nonce=f"job-{job.id}",
+        )
+        if job.status_message_id is not None:
+            try:
+                await channel.get_partial_message(job.status_message_id).edit(
+                    content=moved_text(job), view=None, allowed_mentions=NO_MENTIONS
+                )
+            except discord.HTTPException as err:
+                log.info("job %s: could not update the old status message (%s)", job.id, err)
+        return Delivery(message.id, fallback=True)

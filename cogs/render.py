@@ -1,0 +1,148 @@
+"""What a job looks like in Discord: status lines, the result embed, outcome lines.
+
+Pure functions of the job (no I/O). Every piece of user text goes through ``escaped``; the
+messages are sent with no allowed mentions anyway, so a prompt saying ``@everyone`` pings nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import discord
+
+from services.imagefit import FittedImage
+from services.jobs import Progress
+from services.policy import discord_time
+from storage.models import Job, JobKind, JobState
+
+NO_MENTIONS = discord.AllowedMentions.none()
+COLOUR = discord.Colour.from_rgb(250, 204, 21)  # banana
+STATUS_PROMPT_CHARS = 300
+EMBED_DESCRIPTION = 4096
+
+_STATUS_LABELS = {
+    JobState.RESERVED: "Starting",
+    JobState.SUBMITTING: "Sending to RunComfy",
+    JobState.SUBMITTED: "Sent to RunComfy",
+    JobState.QUEUED: "In the queue",
+    JobState.RUNNING: "Generating",
+    JobState.COMPLETED: "Finishing",
+    JobState.AWAITING_APPROVAL: "Waiting for a moderator's approval",
+}
+
+
+def escaped(text: str) -> str:
+    """User text shown as text: markdown and mentions neutralised."""
+    return discord.utils.escape_markdown(discord.utils.escape_mentions(text))
+
+
+def clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def credits(n: int) -> str:
+    return f"{n} credit" if n == 1 else f"{n} credits"
+
+
+def quoted_prompt(prompt: str, limit: int = STATUS_PROMPT_CHARS) -> str:
+    flat = " ".join(prompt.split())
+    return "> " + escaped(clipped(flat, limit))
+
+
+def options_line(job: Job) -> str:
+    p = job.params
+    parts = [
+        f"{p.get('num_images', 1)}×",
+        str(p.get("resolution", "1K")),
+        str(p.get("aspect_ratio", "auto")),
+        str(p.get("output_format", "png")),
+        f"safety {p.get('safety_tolerance', 4)}",
+    ]
+    if p.get("enable_web_search"):
+        parts.append("web search")
+    if job.kind == JobKind.EDIT:
+        n = len(p.get("image_urls", ()))
+        parts.append(f"editing {n} image" + ("" if n == 1 else "s"))
+    return " · ".join(parts)
+
+
+def status_text(job: Job, progress: Progress, notes: Sequence[str] = ()) -> str:
+    label = _STATUS_LABELS.get(progress.state, progress.state.value)
+    head = f"⏳ **{label}**"
+    if progress.state == JobState.QUEUED and progress.queue_position is not None:
+        head += f" · position {progress.queue_position}"
+    head += f" · started {discord_time(job.created_at)}"
+    lines = [head, quoted_prompt(job.prompt)]
+    lines += [f"-# Note: {escaped(n)}" for n in notes]
+    lines.append(
+        f"-# <@{job.user_id}> · {options_line(job)} · {credits(job.cost)} · job `{job.id}`"
+    )
+    return "\n".join(lines)
+
+
+def outcome_text(job: Job) -> str:
+    """A job that ended without a result: what happened and that the credits are back."""
+    refund = f"Your {credits(job.cost)} are back." if job.cost else ""
+    if job.state == JobState.CANCELLED:
+        head = f"🚫 **Cancelled.** {refund}"
+    elif job.state == JobState.REJECTED:
+        head = f"🚫 **Not approved by a moderator.** {refund}"
+    else:
+        reason = escaped(job.error or "Something went wrong.")
+        head = f"❌ **Failed:** {reason} {refund}"
+    return "\n".join(
+        [
+            head.strip(),
+            quoted_prompt(job.prompt),
+            f"-# <@{job.user_id}> · {options_line(job)} · job `{job.id}`",
+        ]
+    )
+
+
+def result_embed(job: Job, fitted: Sequence[FittedImage] = ()) -> discord.Embed:
+    title = "Edit" if job.kind == JobKind.EDIT else "Imagine"
+    embed = discord.Embed(
+        title=title,
+        description=clipped(escaped(job.prompt), EMBED_DESCRIPTION),
+        colour=COLOUR,
+    )
+    p = job.params
+    embed.add_field(name="Options", value=options_line(job), inline=False)
+    embed.add_field(name="Seed", value=f"`{p.get('seed', '?')}`", inline=True)
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    linked = [f for f in fitted if f.linked]
+    if linked:
+        links = "\n".join(f"[{f.filename}]({f.source_url})" for f in linked)
+        embed.add_field(name="Too large to attach", value=clipped(links, 1024), inline=False)
+    reencoded = sum(1 for f in fitted if f.reencoded)
+    footer = f"job {job.id} · {credits(job.cost)}"
+    if reencoded:
+        footer += f" · {reencoded} re-encoded to fit Discord's upload limit"
+    embed.set_footer(text=footer)
+    return embed
+
+
+def ready_text(job: Job) -> str:
+    """The fallback delivery's content: the only message that mentions (pings) the requester."""
+    return f"<@{job.user_id}> your {'edit' if job.kind == JobKind.EDIT else 'image'} is ready."
+
+
+def moved_text(job: Job) -> str:
+    """The status message once the result went out as a separate channel message."""
+    return "\n".join(
+        [
+            "✅ **Done** — the result is posted below.",
+            quoted_prompt(job.prompt),
+            f"-# <@{job.user_id}> · job `{job.id}`",
+        ]
+    )
+
+
+def ready_mentions(job: Job) -> discord.AllowedMentions:
+    return discord.AllowedMentions(
+        everyone=False, roles=False, replied_user=False, users=[discord.Object(job.user_id)]
+    )
+
+
+def timestamp(at_epoch: int, style: str = "R") -> str:
+    return f"<t:{at_epoch}:{style}>"

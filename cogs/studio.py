@@ -1,0 +1,252 @@
+"""The studio's commands: /imagine, /edit, the "Edit image" message menu, /quota and /show.
+
+Names, options and choices are part of the product. Handlers only turn options into a
+``JobSpec`` and hand it to ``launch``; refusals raise and the tree answers them ephemerally.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+from discord.ext import commands
+
+from client.models import MAX_IMAGES, MAX_PROMPT_LENGTH, MAX_SEED, DownloadedImage
+from cogs.buttons import PromptModal, launch, result_view
+from cogs.inputs import check_attachment, may_manage, message_images, requester
+from cogs.presenter import DiscordPresenter, files_of, fit
+from cogs.render import NO_MENTIONS, credits, result_embed
+from services.errors import InvalidInput, NotAllowed
+from services.jobs import JobSpec
+from services.policy import discord_time
+from storage.models import Job, JobKind, JobState
+
+if TYPE_CHECKING:
+    from bot import StudioBot
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ASPECT_RATIO_CHOICES = [
+    Choice(name="auto (the model decides)", value="auto"),
+    Choice(name="21:9 (ultrawide)", value="21:9"),
+    Choice(name="16:9 (widescreen)", value="16:9"),
+    Choice(name="3:2 (photo)", value="3:2"),
+    Choice(name="4:3", value="4:3"),
+    Choice(name="5:4", value="5:4"),
+    Choice(name="1:1 (square)", value="1:1"),
+    Choice(name="4:5 (portrait post)", value="4:5"),
+    Choice(name="3:4", value="3:4"),
+    Choice(name="2:3 (portrait photo)", value="2:3"),
+    Choice(name="9:16 (phone screen)", value="9:16"),
+]
+RESOLUTION_CHOICES = [
+    Choice(name="0.5K (draft)", value="0.5K"),
+    Choice(name="1K (default)", value="1K"),
+    Choice(name="2K", value="2K"),
+    Choice(name="4K", value="4K"),
+]
+FORMAT_CHOICES = [
+    Choice(name="PNG (default)", value="png"),
+    Choice(name="JPEG", value="jpeg"),
+    Choice(name="WebP", value="webp"),
+]
+SAFETY_CHOICES = [
+    Choice(name="1 (strictest)", value=1),
+    Choice(name="2", value=2),
+    Choice(name="3", value=3),
+    Choice(name="4 (default)", value=4),
+    Choice(name="5", value=5),
+    Choice(name="6 (most permissive)", value=6),
+]
+OPTION_DESCRIPTIONS = {
+    "aspect_ratio": "Shape of the image (default: auto)",
+    "resolution": "Image size; larger sizes cost more credits (default: 1K)",
+    "count": f"How many images to make, 1-{MAX_IMAGES} (default: 1); each costs credits",
+    "seed": "Seed for repeatable results (default: random)",
+    "format": "File format of the images (default: PNG)",
+    "safety": "Content filter, 1 strictest to 6 most permissive (capped by the server)",
+    "web_search": "Let the model look things up on the web first (default: off)",
+}
+
+
+def generation_options(func: F) -> F:
+    """The options /imagine and /edit share: descriptions and choices."""
+    func = app_commands.describe(**OPTION_DESCRIPTIONS)(func)
+    return app_commands.choices(
+        aspect_ratio=ASPECT_RATIO_CHOICES,
+        resolution=RESOLUTION_CHOICES,
+        format=FORMAT_CHOICES,
+        safety=SAFETY_CHOICES,
+    )(func)
+
+
+def _value(choice: Choice[Any] | None, default: Any) -> Any:
+    return default if choice is None else choice.value
+
+
+Prompt = Range[str, 1, MAX_PROMPT_LENGTH]
+Count = Range[int, 1, MAX_IMAGES]
+Seed = Range[int, 0, MAX_SEED]
+
+
+class StudioCog(commands.Cog):
+    def __init__(self, bot: StudioBot) -> None:
+        self.bot = bot
+        self.edit_menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.edit_menu)
+        self.bot.jobs.bind(DiscordPresenter(self.bot))
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    @app_commands.command(name="imagine", description="Generate images from a text prompt")
+    @app_commands.describe(prompt=f"What to draw (up to {MAX_PROMPT_LENGTH:,} characters)")
+    @generation_options
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: Prompt,
+        aspect_ratio: Choice[str] | None = None,
+        resolution: Choice[str] | None = None,
+        count: Count = 1,
+        seed: Seed | None = None,
+        format: Choice[str] | None = None,
+        safety: Choice[int] | None = None,
+        web_search: bool = False,
+    ) -> None:
+        spec = JobSpec(
+            kind=JobKind.IMAGINE,
+            prompt=prompt,
+            num_images=count,
+            seed=seed,
+            aspect_ratio=_value(aspect_ratio, "auto"),
+            resolution=_value(resolution, "1K"),
+            output_format=_value(format, "png"),
+            safety=_value(safety, None),
+            web_search=web_search,
+        )
+        await launch(interaction, spec)
+
+    @app_commands.command(name="edit", description="Edit or combine images with a text prompt")
+    @app_commands.describe(
+        prompt=f"The change to make (up to {MAX_PROMPT_LENGTH:,} characters)",
+        image="The image to edit (PNG, JPEG or WebP)",
+        image2="Another image to use (optional)",
+        image3="Another image to use (optional)",
+        image4="Another image to use (optional)",
+    )
+    @generation_options
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        prompt: Prompt,
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        aspect_ratio: Choice[str] | None = None,
+        resolution: Choice[str] | None = None,
+        count: Count = 1,
+        seed: Seed | None = None,
+        format: Choice[str] | None = None,
+        safety: Choice[int] | None = None,
+        web_search: bool = False,
+    ) -> None:
+        given = {"image": image, "image2": image2, "image3": image3, "image4": image4}
+        urls = tuple(check_attachment(a, name) for name, a in given.items() if a is not None)
+        spec = JobSpec(
+            kind=JobKind.EDIT,
+            prompt=prompt,
+            image_urls=urls,
+            num_images=count,
+            seed=seed,
+            aspect_ratio=_value(aspect_ratio, "auto"),
+            resolution=_value(resolution, "1K"),
+            output_format=_value(format, "png"),
+            safety=_value(safety, None),
+            web_search=web_search,
+        )
+        await launch(interaction, spec)
+
+    async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The "Edit image" message menu: a modal for the prompt, then an edit of its images."""
+        urls = message_images(message)
+        if not urls:
+            raise InvalidInput("image_urls", "That message has no PNG, JPEG or WebP images.")
+        base = JobSpec(kind=JobKind.EDIT, prompt="", image_urls=tuple(urls))
+        title = "Edit this image" if len(urls) == 1 else f"Edit these {len(urls)} images"
+        await interaction.response.send_modal(PromptModal(base, title=title))
+
+    # -- information ----------------------------------------------------------------------
+
+    @app_commands.command(name="quota", description="Your credits left today and jobs in progress")
+    async def quota(self, interaction: discord.Interaction) -> None:
+        who = requester(interaction)
+        storage = self.bot.storage
+        balance = await storage.quota.balance(who.user_id, who.guild_id, role_ids=who.role_ids)
+        in_flight = self.bot.jobs.in_flight(who.user_id, who.guild_id)
+        weights = self.bot.settings.quota.resolution_weights
+        resets = balance.resets_at
+        lines = [
+            f"You have **{balance.remaining}** of {credits(balance.limit)} left today"
+            f" ({balance.limit_source}"
+            + (f", plus {balance.granted} granted" if balance.granted else "")
+            + ").",
+            f"They reset {discord_time(resets)} ({discord_time(resets, 't')}).",
+            f"Jobs in progress: **{in_flight}**.",
+            "-# Cost per image: "
+            + ", ".join(f"{res} = {credits(w)}" for res, w in weights.items()),
+        ]
+        await interaction.response.send_message(
+            "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @app_commands.command(name="show", description="Post one of your past results again")
+    @app_commands.describe(job_id="The job id shown under the result (e.g. from its footer)")
+    async def show(self, interaction: discord.Interaction, job_id: Range[str, 1, 64]) -> None:
+        job = await self.bot.jobs.get(job_id.strip().strip("`"))
+        if job.user_id != interaction.user.id and not may_manage(interaction):
+            raise NotAllowed("show", "You can only show your own results.")
+        if job.state != JobState.DELIVERED:
+            raise NotAllowed(
+                "show", f"Job `{job.id}` has no result to show (it is {job.state.value})."
+            )
+        await interaction.response.defer(thinking=True)
+        images, missing = await self.bot.jobs.download(job.id, job.result_urls)
+        if not images:
+            images, missing = await self._from_result_message(job)
+        if not images:
+            raise NotAllowed("show", f"The images of job `{job.id}` are no longer available.")
+        fitted = await fit(images, missing, stem=job.id, per_file_limit=interaction.filesize_limit)
+        await interaction.followup.send(
+            embed=result_embed(job, fitted),
+            files=files_of(fitted),
+            view=result_view(job.id),
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def _from_result_message(self, job: Job) -> tuple[list[DownloadedImage], list[str]]:
+        """The images as first posted in Discord (when RunComfy's URLs have expired)."""
+        if job.result_message_id is None:
+            return [], []
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            message = await channel.fetch_message(job.result_message_id)
+        except discord.HTTPException as err:
+            log.info("job %s: original result message unavailable (%s)", job.id, err)
+            return [], []
+        return await self.bot.jobs.download(job.id, [a.url for a in message.attachments])
+
+
+async def setup(bot: StudioBot) -> None:
+    await bot.add_cog(StudioCog(bot))

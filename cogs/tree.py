@@ -1,0 +1,118 @@
+"""The one place errors become messages: a ``CommandTree`` subclass.
+
+Slash commands and context menus reach ``on_error`` through discord.py; buttons and modals call
+``report`` themselves (discord.py would only log their errors). Our typed errors become short
+ephemeral answers; anything else is logged with the interaction id, which the member is shown so
+an operator can find it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from client.errors import InvalidRequestError, RunComfyError
+from services.errors import StudioClosing, StudioError
+from services.policy import PolicyRefusal, discord_time
+from storage.models import QuotaExceededError, TooManyJobsError
+
+if TYPE_CHECKING:
+    from bot import StudioBot
+
+log = logging.getLogger(__name__)
+
+_FIELD_NAMES = {
+    "num_images": "count",
+    "output_format": "format",
+    "safety_tolerance": "safety",
+    "enable_web_search": "web_search",
+    "image_urls": "images",
+}
+
+
+def message_for(error: BaseException) -> str | None:
+    """The member-facing text for an error we expect; None for a bug."""
+    if isinstance(error, PolicyRefusal | StudioError):
+        return str(error)
+    if isinstance(error, QuotaExceededError):
+        left = max(error.allowed - error.used, 0)
+        whose = {
+            "guild daily cap": "This server's daily credits are used up",
+            "global daily cap": "The studio's daily budget is used up",
+        }.get(error.limit, "Not enough credits left today")
+        return (
+            f"{whose}: this needs {error.cost}, {left} of {error.allowed} left"
+            f" ({error.limit}). Credits reset {discord_time(error.resets_at)}."
+        )
+    if isinstance(error, TooManyJobsError):
+        return (
+            f"You already have {error.in_flight} jobs in progress (limit: {error.allowed})."
+            " Try again when one finishes."
+        )
+    if isinstance(error, InvalidRequestError):
+        name = _FIELD_NAMES.get(error.field, error.field)
+        return f"Invalid {name}: {error.allowed}."
+    if isinstance(error, RunComfyError):
+        return f"RunComfy didn't accept that: {error.message}. Nothing was charged."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You can't use this here."
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return "This command is out of date in your Discord client; try again in a minute."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value could not be used: {error.value!r}."
+    return None
+
+
+class StudioTree(app_commands.CommandTree["StudioBot"]):
+    async def interaction_check(self, interaction: discord.Interaction[StudioBot], /) -> bool:
+        if interaction.client.accepting:
+            return True
+        await self.report(interaction, StudioClosing())
+        return False
+
+    async def on_error(
+        self, interaction: discord.Interaction[StudioBot], error: app_commands.AppCommandError, /
+    ) -> None:
+        original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        await self.report(interaction, original)
+
+    async def report(
+        self, interaction: discord.Interaction[StudioBot], error: BaseException
+    ) -> None:
+        """Tell the member what went wrong, ephemerally; log what we did not expect."""
+        text = message_for(error)
+        if text is None:
+            log.error(
+                "interaction %s (user %s): unexpected error",
+                interaction.id,
+                interaction.user.id if interaction.user else "?",
+                exc_info=error,
+            )
+            text = f"Something went wrong on our side. Reference: `{interaction.id}`."
+        elif isinstance(error, PolicyRefusal):
+            log.info(
+                "interaction %s: refused by rule %s (user %s, guild %s)",
+                interaction.id,
+                error.rule,
+                interaction.user.id,
+                interaction.guild_id,
+            )
+        await say(interaction, text)
+
+
+async def say(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
+    """Answer ephemerally, whether or not the interaction was answered already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(
+                text, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+            )
+        else:
+            await interaction.response.send_message(
+                text, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException as err:
+        log.warning("interaction %s: could not answer (%s)", interaction.id, err)

@@ -1,0 +1,38 @@
+"""The job service's own errors. ``str(err)`` is a short message fit to show the member as is."""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Root of the errors the studio shows to a member (ephemerally)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(StudioError):
+    """Something the member gave us is unusable (``field`` names it); nothing was charged."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class JobNotFound(StudioError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"There is no job `{job_id}`.")
+        self.job_id = job_id
+
+
+class NotAllowed(StudioError):
+    """The member may not do this to this job (``action`` names what was refused)."""
+
+    def __init__(self, action: str, message: str) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+class StudioClosing(StudioError):
+    def __init__(self) -> None:
+        super().__init__("The studio is restarting. Please try again in a minute.")

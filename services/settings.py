@@ -1,0 +1,140 @@
+"""The bot's settings, read from a mapping of environment variables.
+
+Every problem is collected, not just the first, so an operator fixing a ``.env`` sees all of them
+at once; ``bot.py`` prints one line per problem and exits non-zero. The RunComfy client's own
+settings (``RUNCOMFY_*``) are parsed by ``client.settings`` and reported the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from client.settings import ClientSettings, SettingError, env_int, env_str
+from storage.settings import DEFAULT_DATABASE_PATH, QuotaSettings, database_path_from_env
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or invalid; ``problems`` holds one ``SettingError`` each."""
+
+    def __init__(self, problems: list[SettingError]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class JobTiming:
+    """How the job engine paces itself. Tests and the benchmark shrink these."""
+
+    status_interval: float = 3.0  # at most one status edit per job this often (the final always)
+    job_timeout: float = 15 * 60.0  # give up waiting for RunComfy after this long
+    submit_grace: float = 10.0  # on shutdown, how long an in-progress submit may finish
+    parallel_steps: int = 4  # submits and deliveries in progress at once (the rest queue)
+    parallel_edits: int = 4  # status-message edits in progress at once
+    # Requests first: while interactions arrive faster than yield_burst per yield_window
+    # seconds (a burst: 200/s by default), background steps wait, for at most yield_max
+    # seconds each. yield_window 0 turns this off.
+    yield_window: float = 0.1
+    yield_burst: int = 20
+    yield_max: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BotSettings:
+    discord_token: str = field(repr=False)
+    client: ClientSettings = field(repr=False)
+    guild_id: int | None = None  # where --sync / changed commands go while testing; None: global
+    database_path: Path = DEFAULT_DATABASE_PATH
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
+    log_level: str = "INFO"
+    default_safety: int = 4
+    allow_dms: bool = False  # whether /imagine and /edit work in DMs (no guild policy there)
+    timing: JobTiming = field(default_factory=JobTiming)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BotSettings:
+        """Parse every setting; raise ``SettingsError`` listing each problem found."""
+        problems: list[SettingError] = []
+
+        def take(read: Callable[[], T], fallback: T) -> T:
+            try:
+                return read()
+            except SettingError as err:
+                problems.append(err)
+                return fallback
+
+        token = take(lambda: env_str(env, "DISCORD_TOKEN", required=True), None)
+        client = take(lambda: ClientSettings.from_env(env), None)
+        guild_id = take(lambda: env_int(env, "DISCORD_GUILD_ID", minimum=1), None)
+        database_path = database_path_from_env(env)
+        quota = take(lambda: _quota(env), QuotaSettings())
+        log_level = take(lambda: _log_level(env), "INFO")
+        default_safety = take(lambda: _safety(env), 4)
+        allow_dms = take(lambda: env_bool(env, "ALLOW_DMS", False), False)
+        interval = take(lambda: env_int(env, "STATUS_UPDATE_SECONDS", 3, minimum=1), 3)
+        timeout = take(lambda: env_int(env, "JOB_TIMEOUT_SECONDS", 900, minimum=30), 900)
+
+        if problems:
+            raise SettingsError(problems)
+        assert token is not None and client is not None
+        return cls(
+            discord_token=token,
+            client=client,
+            guild_id=guild_id,
+            database_path=database_path,
+            quota=quota,
+            log_level=log_level,
+            default_safety=default_safety,
+            allow_dms=allow_dms,
+            timing=JobTiming(
+                status_interval=float(interval or 3), job_timeout=float(timeout or 900)
+            ),
+        )
+
+
+def _quota(env: Mapping[str, str]) -> QuotaSettings:
+    try:
+        return QuotaSettings.from_env(env)
+    except ValueError as err:  # storage's own parser says "NAME: problem"
+        name, _, problem = str(err).partition(": ")
+        raise SettingError(name, problem or str(err)) from None
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env_str(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingError(name, f"must be true or false, got {raw!r}")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env_str(env, "LOG_LEVEL", "INFO") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise SettingError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _safety(env: Mapping[str, str]) -> int:
+    value = env_int(env, "DEFAULT_SAFETY", 4, minimum=1)
+    if value is None or value > 6:
+        raise SettingError("DEFAULT_SAFETY", "must be a whole number from 1 to 6")
+    return value
+
+
+def log_level_number(name: str) -> int:
+    return logging.getLevelNamesMapping()[name]

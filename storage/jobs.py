@@ -1,0 +1,513 @@
+"""The job ledger: every job from request to delivery, with a record of each state it entered.
+
+A job's row is written before each side effect, so after a restart the bot can tell what
+happened. :meth:`JobStore.create_reserved` holds the credits and writes the job in one
+transaction; :meth:`JobStore.transition` is a compare-and-set on the state that also commits or
+refunds the credits when the job ends, in the same transaction. Terminal states are final unless
+the caller names them in ``expected`` (a second DELIVERED is refused, so a job is delivered and
+charged once). Each state entered after creation is recorded in ``job_events`` by a database
+trigger, so no code path can skip it; the creation itself is the job's ``created_at``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from storage.clock import Clock, as_utc, from_db, from_db_opt, next_midnight, quota_day, to_db
+from storage.db import Database
+from storage.migrations import UNFINISHED
+from storage.models import (
+    GuildStats,
+    InvalidSettingError,
+    Job,
+    JobEvent,
+    JobKind,
+    JobNotFoundError,
+    JobState,
+    LedgerKind,
+    NewJob,
+    StorageError,
+    TooManyJobsError,
+)
+from storage.quota import (
+    check_reservation,
+    insert_entry,
+    settle_commit,
+    settle_refund,
+    standing,
+)
+from storage.settings import QuotaSettings
+
+# Job ids: 10 url-safe characters, 5 from the creation time (seconds) and 5 random (30 bits; a
+# clash is retried). The alphabet is in ASCII order, so ids sort by creation time: new rows land
+# at the end of every index keyed by job id instead of at random pages, which keeps writes
+# cheap however many jobs are stored.
+ID_ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+ID_LENGTH = 10
+_ID_HALF = ID_LENGTH // 2
+_ID_ATTEMPTS = 8
+MAX_ERROR_LENGTH = 2000
+TOP_USERS = 5
+
+_REFUNDING = frozenset({JobState.CANCELLED, JobState.FAILED, JobState.REJECTED})
+
+_INSERT_JOB = """
+INSERT INTO jobs (
+    id, kind, state, user_id, guild_id, channel_id, prompt, params, cost, quota_day,
+    parent_job_id, interaction_token, token_expires_at, age_restricted_channel,
+    created_at, updated_at
+) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+def _opt_str(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidSettingError(name, f"must be text or None, got {type(value).__name__}")
+    return value
+
+
+def _opt_error(name: str, value: Any) -> str | None:
+    text = _opt_str(name, value)
+    return None if text is None else text[:MAX_ERROR_LENGTH]
+
+
+def _opt_snowflake(name: str, value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise InvalidSettingError(name, f"must be a positive whole number or None, got {value!r}")
+    return value
+
+
+def _urls(name: str, value: Any) -> str:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidSettingError(name, "must be a list of URLs")
+    if not all(isinstance(u, str) and u for u in value):
+        raise InvalidSettingError(name, "each URL must be non-empty text")
+    return _json_list(list(value))
+
+
+def _opt_time(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidSettingError(name, "must be a datetime or None")
+    try:
+        return to_db(as_utc(value, name=name))
+    except ValueError as exc:
+        raise InvalidSettingError(name, "must be timezone-aware") from exc
+
+
+# The columns transition() and set_fields() may change, each with its encoder.
+_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "request_id": _opt_str,
+    "error": _opt_error,
+    "result_urls": _urls,
+    "status_message_id": _opt_snowflake,
+    "result_message_id": _opt_snowflake,
+    "log_message_id": _opt_snowflake,
+    "interaction_token": _opt_str,
+    "token_expires_at": _opt_time,
+}
+
+
+def _encode_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    encoded = {}
+    for name, value in fields.items():
+        encoder = _FIELDS.get(name)
+        if encoder is None:
+            known = ", ".join(_FIELDS)
+            raise InvalidSettingError(name, f"not a job field that can be set ({known})")
+        encoded[name] = encoder(name, value)
+    return encoded
+
+
+_json_list = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_KINDS = {k.value: k for k in JobKind}
+_STATES = {s.value: s for s in JobState}
+
+
+def job_from_row(row: sqlite3.Row, *, committed: int | None = None) -> Job:
+    urls = row["result_urls"]
+    return Job(
+        id=row["id"],
+        kind=_KINDS[row["kind"]],
+        state=_STATES[row["state"]],
+        user_id=row["user_id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        prompt=row["prompt"],
+        params=json.loads(row["params"]),
+        cost=row["cost"],
+        created_at=from_db(row["created_at"]),
+        updated_at=from_db(row["updated_at"]),
+        request_id=row["request_id"],
+        parent_job_id=row["parent_job_id"],
+        interaction_token=row["interaction_token"],
+        token_expires_at=from_db_opt(row["token_expires_at"]),
+        status_message_id=row["status_message_id"],
+        result_message_id=row["result_message_id"],
+        log_message_id=row["log_message_id"],
+        error=row["error"],
+        result_urls=tuple(json.loads(urls)) if urls != "[]" else (),
+        committed=row["committed"] if committed is None else committed,
+        age_restricted_channel=bool(row["age_restricted_channel"]),
+    )
+
+
+def _validate_new(new: NewJob) -> tuple[JobKind, str, str | None]:
+    """Check what SQL would reject less clearly; returns (kind, params JSON, token expiry)."""
+    try:
+        kind = JobKind(new.kind)
+    except ValueError:
+        raise InvalidSettingError("kind", f"must be one of {', '.join(JobKind)}") from None
+    for name in ("user_id", "channel_id"):
+        if _opt_snowflake(name, getattr(new, name)) is None:
+            raise InvalidSettingError(name, "is required")
+    _opt_snowflake("guild_id", new.guild_id)
+    if isinstance(new.cost, bool) or not isinstance(new.cost, int) or new.cost < 0:
+        raise InvalidSettingError("cost", f"must be a whole number of 0 or more, got {new.cost!r}")
+    if not isinstance(new.prompt, str):
+        raise InvalidSettingError("prompt", "must be text")
+    try:
+        params = json.dumps(new.params, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSettingError("params", f"must be JSON-serialisable: {exc}") from exc
+    _opt_str("interaction_token", new.interaction_token)
+    return kind, params, _opt_time("token_expires_at", new.token_expires_at)
+
+
+# Maps every byte to an alphabet character (256 is a multiple of 64, so each is equally likely).
+_RANDOM_CHARS = bytes(ord(ID_ALPHABET[b % 64]) for b in range(256))
+
+
+@functools.lru_cache(maxsize=4)
+def _time_prefix(seconds: int) -> str:
+    chars = []
+    for _ in range(_ID_HALF):
+        seconds, digit = divmod(seconds, 64)
+        chars.append(ID_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def new_job_id(now: datetime) -> str:
+    random_part = secrets.token_bytes(_ID_HALF).translate(_RANDOM_CHARS).decode("ascii")
+    return _time_prefix(int(now.timestamp()) % 64**_ID_HALF) + random_part
+
+
+@functools.lru_cache(maxsize=64)
+def _transition_sql(fields: tuple[str, ...], states: int | None) -> str:
+    """The compare-and-set UPDATE; ``states`` None: from any unfinished state."""
+    # Column names come from _FIELDS (checked by _encode_fields), never from callers' strings.
+    assignments = "".join(f", {name} = ?" for name in fields)
+    condition = UNFINISHED if states is None else f"state IN ({', '.join('?' * states)})"
+    return (
+        f"UPDATE jobs SET state = ?, updated_at = ?{assignments}"
+        f" WHERE id = ? AND {condition} RETURNING *"
+    )
+
+
+def _fetch_one(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
+    # fetchall() steps the statement to its end, so an UPDATE/INSERT ... RETURNING is finished
+    # before the next statement or the COMMIT.
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+class JobStore:
+    def __init__(self, db: Database, settings: QuotaSettings, clock: Clock) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+
+    async def create_reserved(
+        self,
+        new: NewJob,
+        *,
+        role_ids: Collection[int] = (),
+        now: datetime | None = None,
+        max_in_flight: int | None = None,
+    ) -> Job:
+        """Hold the job's credits and write it (state RESERVED), in one transaction.
+
+        Resolves the member's daily limit (see storage.quota), checks it, the guild daily cap and
+        the global daily cap: QuotaExceededError names the limit passed. With ``max_in_flight``,
+        also refuses (TooManyJobsError) when the member already has that many unfinished jobs in
+        this guild (None: DMs), atomically, so a double click cannot slip past it.
+        """
+        kind, params, token_expires_at = _validate_new(new)
+        if max_in_flight is not None and (isinstance(max_in_flight, bool) or max_in_flight < 1):
+            raise InvalidSettingError("max_in_flight", "must be a whole number of 1 or more")
+        now = as_utc(now or self._clock(), name="now")
+        day = quota_day(now)
+        created = to_db(now)
+        resets_at = next_midnight(now)
+
+        def run(conn: sqlite3.Connection) -> str:
+            if max_in_flight is not None:
+                in_flight = conn.execute(
+                    f"SELECT count(*) FROM jobs WHERE {UNFINISHED}"
+                    " AND user_id = ? AND guild_id IS ?",
+                    (new.user_id, new.guild_id),
+                ).fetchone()[0]
+                if in_flight >= max_in_flight:
+                    raise TooManyJobsError(in_flight=in_flight, allowed=max_in_flight)
+            s = standing(conn, self._settings, new.user_id, new.guild_id, day, role_ids)
+            check_reservation(s, new.cost, resets_at)
+            if (
+                new.parent_job_id is not None
+                and not conn.execute(
+                    "SELECT 1 FROM jobs WHERE id = ?", (new.parent_job_id,)
+                ).fetchone()
+            ):
+                raise InvalidSettingError("parent_job_id", f"no job with id {new.parent_job_id!r}")
+            for _ in range(_ID_ATTEMPTS):
+                job_id = new_job_id(now)
+                inserted = conn.execute(
+                    _INSERT_JOB,
+                    (
+                        job_id,
+                        kind.value,
+                        new.user_id,
+                        new.guild_id,
+                        new.channel_id,
+                        new.prompt,
+                        params,
+                        new.cost,
+                        day,
+                        new.parent_job_id,
+                        new.interaction_token,
+                        token_expires_at,
+                        int(new.age_restricted_channel),
+                        created,
+                        created,
+                    ),
+                ).rowcount
+                if inserted:
+                    break
+            else:
+                raise StorageError("could not allocate an unused job id")
+            insert_entry(
+                conn,
+                LedgerKind.RESERVE,
+                user_id=new.user_id,
+                guild_id=new.guild_id,
+                day=day,
+                amount=new.cost,
+                at=created,
+                job_id=job_id,
+            )
+            return job_id
+
+        # The Job is built here, on the event loop, while the database thread runs other writes.
+        job_id = await self._db.write(run)
+        return Job(
+            id=job_id,
+            kind=kind,
+            state=JobState.RESERVED,
+            user_id=new.user_id,
+            guild_id=new.guild_id,
+            channel_id=new.channel_id,
+            prompt=new.prompt,
+            params=json.loads(params),  # the stored copy, not the caller's dict
+            cost=new.cost,
+            created_at=now,
+            updated_at=now,
+            parent_job_id=new.parent_job_id,
+            interaction_token=new.interaction_token,
+            token_expires_at=from_db_opt(token_expires_at),
+            age_restricted_channel=new.age_restricted_channel,
+        )
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self._db.query(
+            lambda c: c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        )
+        return None if row is None else job_from_row(row)
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        expected: Collection[JobState] | None = None,
+        delivered_cost: int | None = None,
+        **fields: Any,
+    ) -> Job | None:
+        """Compare-and-set the state; None (nothing changed) if the job is not in ``expected``.
+
+        ``expected`` None means any unfinished state. Entering DELIVERED commits
+        ``delivered_cost`` (default: the full cost) and refunds the rest; entering CANCELLED,
+        FAILED or REJECTED refunds; both in this transaction and at most once per job. ``fields``
+        (request_id, error, result_urls, status_message_id, result_message_id, log_message_id,
+        interaction_token, token_expires_at) are written with the state.
+        """
+        to = JobState(to)
+        encoded = _encode_fields(fields)
+        if delivered_cost is not None:
+            if to is not JobState.DELIVERED:
+                raise InvalidSettingError("delivered_cost", "only applies to DELIVERED")
+            if isinstance(delivered_cost, bool) or not isinstance(delivered_cost, int):
+                raise InvalidSettingError("delivered_cost", "must be a whole number")
+        states = None if expected is None else tuple(JobState(s) for s in expected)
+        if states == ():
+            return None
+        at = to_db(self._clock())
+        sql = _transition_sql(tuple(encoded), None if states is None else len(states))
+        args = (to.value, at, *encoded.values(), job_id, *(s.value for s in states or ()))
+
+        def run(conn: sqlite3.Connection) -> tuple[sqlite3.Row, int | None] | None:
+            row = _fetch_one(conn.execute(sql, args))
+            if row is None:
+                return None
+            committed = None
+            if to is JobState.DELIVERED:
+                committed = settle_commit(conn, row, delivered_cost, at)
+            elif to in _REFUNDING:
+                settle_refund(conn, row, at)
+            return row, committed
+
+        outcome = await self._db.write(run)
+        if outcome is None:
+            return None
+        row, committed = outcome
+        return job_from_row(row, committed=committed)
+
+    async def set_fields(self, job_id: str, **fields: Any) -> Job | None:
+        """Write fields without changing the state; None if there is no such job."""
+        encoded = _encode_fields(fields)
+        at = to_db(self._clock())
+        assignments = "".join(f", {name} = ?" for name in encoded)
+        sql = f"UPDATE jobs SET updated_at = ?{assignments} WHERE id = ? RETURNING *"
+
+        def run(conn: sqlite3.Connection) -> Job | None:
+            row = _fetch_one(conn.execute(sql, (at, *encoded.values(), job_id)))
+            return None if row is None else job_from_row(row)
+
+        return await self._db.write(run)
+
+    async def unfinished(self) -> list[Job]:
+        """Every job not in a terminal state, oldest first: what a restart must resume."""
+
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT * FROM jobs WHERE {UNFINISHED} ORDER BY created_at, rowid"
+            ).fetchall()
+            return [job_from_row(r) for r in rows]
+
+        return await self._db.query(run)
+
+    async def recent_for_user(self, user_id: int, *, limit: int = 10) -> list[Job]:
+        """The member's latest jobs in any guild or DM, newest first."""
+
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+            return [job_from_row(r) for r in rows]
+
+        return await self._db.query(run)
+
+    async def in_flight_count(
+        self, *, user_id: int | None = None, guild_id: int | None = None
+    ) -> int:
+        """Unfinished jobs, optionally of one member and/or one guild (None: not filtered)."""
+        sql = f"SELECT count(*) FROM jobs WHERE {UNFINISHED}"
+        args: list[int] = []
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            args.append(user_id)
+        if guild_id is not None:
+            sql += " AND guild_id = ?"
+            args.append(guild_id)
+        return await self._db.query(lambda c: c.execute(sql, args).fetchone()[0])
+
+    async def last_created_at(self, user_id: int, guild_id: int | None) -> datetime | None:
+        """When the member last asked for a job in this guild (None: DMs), for cooldowns."""
+
+        def run(conn: sqlite3.Connection) -> datetime | None:
+            row = conn.execute(
+                "SELECT max(created_at) FROM jobs WHERE user_id = ? AND guild_id IS ?",
+                (user_id, guild_id),
+            ).fetchone()
+            return from_db_opt(row[0])
+
+        return await self._db.query(run)
+
+    async def events(self, job_id: str) -> list[JobEvent]:
+        """Each state the job entered and when, in order."""
+
+        def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            # The job's creation (always RESERVED) is its first event; the rest are job_events.
+            return conn.execute(
+                "SELECT 'reserved' AS state, created_at AS at, 0 AS seq FROM jobs WHERE id = ?"
+                " UNION ALL SELECT state, at, id FROM job_events WHERE job_id = ?"
+                " ORDER BY seq",
+                (job_id, job_id),
+            ).fetchall()
+
+        rows = await self._db.read(run)
+        return [JobEvent(job_id, _STATES[r["state"]], from_db(r["at"])) for r in rows]
+
+    async def stats(
+        self, guild_id: int | None, since: datetime, *, top: int = TOP_USERS
+    ) -> GuildStats:
+        """What the guild (None: DMs) generated from ``since`` on, for moderators."""
+        since = as_utc(since, name="since")
+        start = to_db(since)
+
+        def run(conn: sqlite3.Connection) -> GuildStats:
+            row = conn.execute(
+                f"""
+                SELECT
+                    count(*) AS jobs,
+                    coalesce(sum(state = 'delivered'), 0) AS delivered,
+                    coalesce(sum(CASE WHEN state = 'delivered'
+                        THEN json_array_length(result_urls) ELSE 0 END), 0) AS images,
+                    coalesce(sum(state = 'failed'), 0) AS failed,
+                    coalesce(sum(state = 'cancelled'), 0) AS cancelled,
+                    coalesce(sum(state = 'rejected'), 0) AS rejected,
+                    coalesce(sum({UNFINISHED}), 0) AS in_flight,
+                    coalesce(sum(CASE WHEN committed IS NOT NULL
+                        THEN cost - refunded ELSE 0 END), 0) AS spent
+                FROM jobs WHERE guild_id IS ? AND created_at >= ?
+                """,
+                (guild_id, start),
+            ).fetchone()
+            users = conn.execute(
+                """
+                SELECT user_id, sum(cost - refunded) AS credits FROM jobs
+                WHERE guild_id IS ? AND created_at >= ? AND committed IS NOT NULL
+                GROUP BY user_id HAVING credits > 0
+                ORDER BY credits DESC, user_id LIMIT ?
+                """,
+                (guild_id, start, top),
+            ).fetchall()
+            return GuildStats(
+                guild_id=guild_id,
+                since=since,
+                jobs=row["jobs"],
+                delivered=row["delivered"],
+                images_delivered=row["images"],
+                failures=row["failed"],
+                cancelled=row["cancelled"],
+                rejected=row["rejected"],
+                in_flight=row["in_flight"],
+                credits_spent=row["spent"],
+                top_users=tuple((r["user_id"], r["credits"]) for r in users),
+            )
+
+        return await self._db.read(run)
+
+    async def require(self, job_id: str) -> Job:
+        """Like get(), but a missing job is an error (JobNotFoundError)."""
+        job = await self.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job

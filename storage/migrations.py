@@ -1,0 +1,256 @@
+"""Numbered schema migrations, applied at start-up in one transaction.
+
+``PRAGMA user_version`` holds how many migrations the file has had. Opening applies the missing
+ones, in order, inside a single ``BEGIN IMMEDIATE`` transaction together with the new version
+number, so an upgrade either happens completely or not at all. A file with a higher version than
+this code knows is refused with :class:`SchemaTooNewError` (an older bot must not write to a
+schema it does not understand). Migrations are append-only: never edit one that has shipped,
+add the next.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from storage.models import SchemaTooNewError
+
+# "Not terminal", as the partial index jobs_unfinished spells it. Queries that want the index
+# must repeat these terms exactly. Separate comparisons rather than NOT IN (...): with a list of
+# more than two values SQLite builds a temporary table each time it evaluates the condition, and
+# it does so on every state change of every job (measured: ~20 µs per update). Part of migration
+# 1, so never edit it: a different condition needs a new index in a new migration.
+UNFINISHED = (
+    "state <> 'delivered' AND state <> 'cancelled' AND state <> 'failed' AND state <> 'rejected'"
+)
+
+# v1: the job ledger and the quota ledger with its running per-day counters.
+_V1 = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('imagine', 'edit')),
+        state TEXT NOT NULL,
+        user_id INTEGER NOT NULL,
+        guild_id INTEGER,                 -- NULL: a DM
+        channel_id INTEGER NOT NULL,
+        prompt TEXT NOT NULL,
+        params TEXT NOT NULL,             -- JSON object of request parameters
+        cost INTEGER NOT NULL CHECK (cost >= 0),
+        quota_day TEXT NOT NULL,          -- the UTC day its credits count against
+        request_id TEXT,                  -- RunComfy's id, once submitted
+        parent_job_id TEXT REFERENCES jobs(id) ON DELETE SET NULL,
+        interaction_token TEXT,           -- a secret
+        token_expires_at TEXT,
+        status_message_id INTEGER,
+        result_message_id INTEGER,
+        log_message_id INTEGER,
+        error TEXT,
+        result_urls TEXT NOT NULL DEFAULT '[]',
+        age_restricted_channel INTEGER NOT NULL DEFAULT 0,
+        settled INTEGER NOT NULL DEFAULT 0,   -- reservation committed and/or refunded
+        committed INTEGER,                    -- credits committed on delivery
+        refunded INTEGER NOT NULL DEFAULT 0,  -- credits refunded so far
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    # Only unfinished jobs are in this index, so resuming is fast however long the history.
+    f"CREATE INDEX jobs_unfinished ON jobs (state) WHERE {UNFINISHED}",
+    "CREATE INDEX jobs_by_user ON jobs (user_id, created_at)",
+    """
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        at TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX job_events_by_job ON job_events (job_id, id)",
+    # Every state a job enters after its creation (whose time is jobs.created_at) is recorded by
+    # the database itself, so no code path can skip it.
+    """
+    CREATE TRIGGER job_state_changed AFTER UPDATE OF state ON jobs BEGIN
+        INSERT INTO job_events (job_id, state, at) VALUES (NEW.id, NEW.state, NEW.updated_at);
+    END
+    """,
+    """
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('reserve', 'commit', 'refund', 'grant', 'reset')),
+        user_id INTEGER NOT NULL,
+        guild_id INTEGER,
+        day TEXT NOT NULL,                -- the UTC day the entry counts against
+        amount INTEGER NOT NULL CHECK (amount >= 0),
+        job_id TEXT REFERENCES jobs(id),
+        actor_id INTEGER,                 -- the admin, for grant/reset
+        reason TEXT,
+        counts_toward_caps INTEGER NOT NULL DEFAULT 1,  -- 0: user-only (e.g. refund after delivery)
+        at TEXT NOT NULL
+    )
+    """,
+    # At most one entry of each kind per job (a refund that counts toward the caps, of the
+    # reservation or its undelivered part, and one that does not, after delivery), whatever
+    # recovery repeats; also how a job's entries are found. NULL job ids (grants, resets) are
+    # distinct from each other, so they are not limited.
+    "CREATE UNIQUE INDEX ledger_by_job ON ledger (job_id, kind, counts_toward_caps)",
+    "CREATE INDEX ledger_by_user ON ledger (user_id, guild_id, id)",
+    """
+    CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN
+        SELECT RAISE(ABORT, 'the ledger is append-only');
+    END
+    """,
+    """
+    CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN
+        SELECT RAISE(ABORT, 'the ledger is append-only');
+    END
+    """,
+    # Running per-day counters, kept by triggers in the same transaction as the ledger insert, so
+    # a reservation reads three rows instead of summing the ledger. guild_key 0 means a DM.
+    """
+    CREATE TABLE user_day (
+        day TEXT NOT NULL,
+        guild_key INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,      -- reserve - refund
+        granted INTEGER NOT NULL DEFAULT 0,   -- grant
+        forgiven INTEGER NOT NULL DEFAULT 0,  -- reset
+        PRIMARY KEY (day, guild_key, user_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE guild_day (
+        day TEXT NOT NULL,
+        guild_key INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,      -- reserve - refund, entries that count toward caps
+        PRIMARY KEY (day, guild_key)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE global_day (
+        day TEXT PRIMARY KEY,
+        used INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER ledger_user_day AFTER INSERT ON ledger WHEN NEW.kind <> 'commit' BEGIN
+        INSERT INTO user_day (day, guild_key, user_id, used, granted, forgiven)
+        VALUES (
+            NEW.day, coalesce(NEW.guild_id, 0), NEW.user_id,
+            CASE NEW.kind WHEN 'reserve' THEN NEW.amount WHEN 'refund' THEN -NEW.amount ELSE 0 END,
+            CASE NEW.kind WHEN 'grant' THEN NEW.amount ELSE 0 END,
+            CASE NEW.kind WHEN 'reset' THEN NEW.amount ELSE 0 END
+        )
+        ON CONFLICT (day, guild_key, user_id) DO UPDATE SET
+            used = used + excluded.used,
+            granted = granted + excluded.granted,
+            forgiven = forgiven + excluded.forgiven;
+    END
+    """,
+    """
+    CREATE TRIGGER ledger_caps AFTER INSERT ON ledger
+        WHEN NEW.counts_toward_caps AND NEW.kind IN ('reserve', 'refund') BEGIN
+        INSERT INTO guild_day (day, guild_key, used)
+        VALUES (NEW.day, coalesce(NEW.guild_id, 0),
+                CASE NEW.kind WHEN 'reserve' THEN NEW.amount ELSE -NEW.amount END)
+        ON CONFLICT (day, guild_key) DO UPDATE SET used = used + excluded.used;
+        INSERT INTO global_day (day, used)
+        VALUES (NEW.day, CASE NEW.kind WHEN 'reserve' THEN NEW.amount ELSE -NEW.amount END)
+        ON CONFLICT (day) DO UPDATE SET used = used + excluded.used;
+    END
+    """,
+)
+
+# v2: each community's rules and its moderation data.
+_V2 = (
+    """
+    CREATE TABLE guild_policy (
+        guild_id INTEGER PRIMARY KEY,
+        allowed_channel_ids TEXT NOT NULL,   -- JSON list; empty: every channel
+        allowed_role_ids TEXT NOT NULL,      -- JSON list; empty: everyone
+        default_daily_credits INTEGER CHECK (default_daily_credits >= 0),
+        daily_cap INTEGER CHECK (daily_cap >= 0),
+        max_safety INTEGER NOT NULL,
+        max_safety_age_restricted INTEGER NOT NULL,
+        log_channel_id INTEGER,
+        approval_mode INTEGER NOT NULL,
+        cooldown_seconds INTEGER NOT NULL,
+        max_jobs_in_flight INTEGER NOT NULL,
+        dms_enabled INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE role_tiers (
+        guild_id INTEGER NOT NULL,
+        role_id INTEGER NOT NULL,
+        credits INTEGER NOT NULL CHECK (credits >= 0),
+        PRIMARY KEY (guild_id, role_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE user_overrides (
+        guild_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        credits INTEGER NOT NULL CHECK (credits >= 0),
+        PRIMARY KEY (guild_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE blocklist (
+        id INTEGER PRIMARY KEY,
+        guild_id INTEGER NOT NULL,
+        pattern TEXT NOT NULL,
+        is_regex INTEGER NOT NULL,
+        added_by INTEGER,
+        at TEXT NOT NULL,
+        UNIQUE (guild_id, pattern, is_regex)
+    )
+    """,
+    """
+    CREATE TABLE bans (
+        guild_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        reason TEXT,
+        banned_by INTEGER,
+        until TEXT,                          -- NULL: until lifted
+        at TEXT NOT NULL,
+        PRIMARY KEY (guild_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    # Moderation statistics read a guild's jobs by creation time.
+    "CREATE INDEX jobs_by_guild ON jobs (guild_id, created_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, *, target: int = LATEST_VERSION) -> tuple[int, int]:
+    """Bring the file to ``target`` in one transaction; returns (version found, version now).
+
+    ``conn`` must be in autocommit mode (isolation_level=None). ``target`` below the latest is
+    for tests that build an older file.
+    """
+    if not 0 <= target <= LATEST_VERSION:
+        raise ValueError(f"target: must be from 0 to {LATEST_VERSION}, got {target}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = schema_version(conn)
+        if found > LATEST_VERSION:
+            raise SchemaTooNewError(found, LATEST_VERSION)
+        for statements in MIGRATIONS[found:target]:
+            for statement in statements:
+                conn.execute(statement)
+        if target > found:
+            # user_version is part of the database header, so it commits or rolls back with us.
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return found, max(found, target)

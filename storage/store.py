@@ -1,0 +1,60 @@
+"""The storage facade the bot opens once: ``async with Storage.open(path, quota) as storage``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from storage.clock import Clock, utc_now
+from storage.db import Database, integrity_problems
+from storage.jobs import JobStore
+from storage.migrations import migrate
+from storage.policy import PolicyStore
+from storage.quota import QuotaStore
+from storage.settings import QuotaSettings
+
+
+class Storage:
+    """One database file: the job ledger, the quota ledger and guild policy."""
+
+    def __init__(
+        self,
+        db: Database,
+        path: Path,
+        quota: QuotaSettings,
+        clock: Clock,
+        schema_version: int,
+    ) -> None:
+        self.path = path
+        self.schema_version = schema_version
+        self._db = db
+        self.jobs = JobStore(db, quota, clock)
+        self.quota = QuotaStore(db, quota, clock)
+        self.policy = PolicyStore(db, clock)
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's own check of the file plus foreign keys; [] when all is well."""
+        return await self._db.read(integrity_problems)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: str | Path,
+        quota: QuotaSettings | None = None,
+        *,
+        clock: Clock = utc_now,
+    ) -> AsyncIterator[Storage]:
+        """Open (creating the file and its folder), migrate, and close on exit.
+
+        Raises SchemaTooNewError if the file comes from a newer version of the bot. ``clock``
+        (timezone-aware UTC ``now``) is for tests that need to move through days.
+        """
+        path = Path(path)
+        db = await Database.connect(path)
+        try:
+            _, version = await db.query(migrate)
+            yield cls(db, path, quota or QuotaSettings(), clock, version)
+        finally:
+            await db.close()

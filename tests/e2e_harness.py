@@ -1,0 +1,226 @@
+"""Start the real StudioBot against the fake Discord and the fake RunComfy, on 127.0.0.1.
+
+    async with studio_env(tmp_path) as env:        # both fakes, a temp database, one session
+        async with env.running() as bot:           # the real bot: login, setup_hook, READY
+            sent = await env.imagine("a cat", count=2)
+            ...
+        async with env.running() as bot:           # a restart on the same database
+            ...
+
+Everything is torn down on exit. The bot is built by ``bot.create_bot`` (the same wiring as
+``python bot.py``) with a fast RunComfy client, ``guild_ready_timeout=0.05`` and a status
+throttle of 0 s unless a test asks otherwise. Used by tests/test_bot*.py and bench/bot.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot import StudioBot, create_bot
+from client import ClientSettings, PollingPolicy, RetryPolicy, RunComfyClient
+from services.settings import BotSettings, JobTiming
+from storage import QuotaSettings, Storage
+from storage.models import Job, JobState
+from tests.fakes.discord import FakeDiscord, SentInteraction, StoredMessage
+from tests.fakes.runcomfy import FakeRunComfy
+
+FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.002, max_delay=0.01, max_retry_after=0.5)
+FAST_POLLING = PollingPolicy(
+    first_poll=0.005, min_interval=0.005, max_interval=0.02, warmup_interval=0.005
+)
+_INTERACTION_KEYS = (
+    "user",
+    "channel_id",
+    "attachment_size_limit",
+    "created_at",
+    "roles",
+    "member_permissions",
+)
+JOB_ID_IN_TEXT = re.compile(r"job `([A-Za-z0-9_-]+)`")
+
+
+@dataclass
+class StudioEnv:
+    discord: FakeDiscord
+    runcomfy: FakeRunComfy
+    session: aiohttp.ClientSession
+    settings: BotSettings
+    bot: StudioBot | None = None
+    storage: Storage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, *, sync_commands: bool = False, polling: PollingPolicy = FAST_POLLING, **options: Any
+    ) -> AsyncIterator[StudioBot]:
+        """Run the bot until the block ends (then close it like SIGTERM would)."""
+        async with Storage.open(self.settings.database_path, self.settings.quota) as storage:
+            client = RunComfyClient(
+                self.session,
+                self.settings.client,
+                retry=FAST_RETRY,
+                polling=polling,
+                request_timeout=5.0,
+            )
+            bot = create_bot(
+                self.settings,
+                session=self.session,
+                storage=storage,
+                runcomfy=client,
+                sync_commands=sync_commands,
+                guild_ready_timeout=0.05,
+                **options,
+            )
+            self.bot, self.storage = bot, storage
+            try:
+                async with self.discord.run_bot(bot):
+                    yield bot
+            finally:
+                self.bot = self.storage = None
+
+    @contextlib.asynccontextmanager
+    async def bare_running(
+        self, token: str, *, polling: PollingPolicy = FAST_POLLING, **options: Any
+    ) -> AsyncIterator[StudioBot]:
+        """Run the bot against whatever discord.py points at (a fake in another process)."""
+        async with Storage.open(self.settings.database_path, self.settings.quota) as storage:
+            client = RunComfyClient(
+                self.session, self.settings.client, retry=FAST_RETRY, polling=polling
+            )
+            bot = create_bot(
+                self.settings,
+                session=self.session,
+                storage=storage,
+                runcomfy=client,
+                guild_ready_timeout=0.05,
+                **options,
+            )
+            self.bot, self.storage = bot, storage
+            await bot.login(token)
+            connect = asyncio.create_task(bot.connect())
+            try:
+                await asyncio.wait_for(bot.wait_until_ready(), timeout=30)
+                yield bot
+            finally:
+                await bot.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connect, timeout=10)
+                self.bot = self.storage = None
+
+    # -- acting as members ------------------------------------------------------------------
+
+    async def imagine(self, prompt: str, **options: Any) -> SentInteraction:
+        """/imagine as a member would type it; interaction settings (user=, channel_id=,
+        attachment_size_limit=, created_at=, roles=, member_permissions=) pass through."""
+        context = {k: options.pop(k) for k in _INTERACTION_KEYS if k in options}
+        return await self.discord.slash_command("imagine", {"prompt": prompt, **options}, **context)
+
+    # -- looking at results -----------------------------------------------------------------
+
+    async def acknowledged(self, sent: SentInteraction) -> StoredMessage:
+        """The public status message the command was answered with."""
+        callback = await sent.wait_for_callback()
+        assert callback.json["type"] == 4, callback.json
+        original = await sent.wait_for_original()
+        return original
+
+    def job_id_of(self, message: StoredMessage) -> str:
+        texts = [message.content] + [
+            str(e.get("footer", {}).get("text", "")) for e in message.embeds
+        ]
+        for text in texts:
+            found = JOB_ID_IN_TEXT.search(text) or re.search(r"job ([A-Za-z0-9_-]+) ·", text)
+            if found:
+                return found.group(1)
+        raise AssertionError(f"no job id in message {message.id}: {texts}")
+
+    async def job(self, job_id: str) -> Job:
+        assert self.storage is not None, "the bot is not running"
+        job = await self.storage.jobs.get(job_id)
+        assert job is not None
+        return job
+
+    async def wait_state(
+        self,
+        job_id: str,
+        *states: JobState,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> Job:
+        assert self.storage is not None, "the bot is not running"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            job = await self.storage.jobs.get(job_id)
+            assert job is not None
+            if job.state in states:
+                return job
+            if loop.time() > deadline:
+                raise AssertionError(f"job {job_id} is {job.state}, never reached {states}")
+            await asyncio.sleep(0.005)
+
+    async def wait_message(
+        self,
+        message_id: int,
+        check: Callable[[StoredMessage], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> StoredMessage:
+        return await self.discord.wait_until(
+            lambda: m if (m := self.discord.messages.get(message_id)) and check(m) else None,
+            timeout=timeout,
+            describe=f"message {message_id} to change",
+        )
+
+
+def harness_settings(
+    tmp_path: Path,
+    *,
+    runcomfy_base: str,
+    guild_id: int,
+    daily_credits: int = 20,
+    status_interval: float = 0.0,
+    job_timeout: float = 10.0,
+) -> BotSettings:
+    return BotSettings(
+        discord_token="fake-bot-token",
+        client=ClientSettings(api_token="test-token", api_base=runcomfy_base),
+        guild_id=guild_id,
+        database_path=tmp_path / "studio.sqlite3",
+        quota=QuotaSettings(default_daily_credits=daily_credits),
+        timing=JobTiming(
+            status_interval=status_interval, job_timeout=job_timeout, submit_grace=2, yield_window=0
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def studio_env(
+    tmp_path: Path,
+    *,
+    daily_credits: int = 20,
+    status_interval: float = 0.0,
+    discord_options: dict[str, Any] | None = None,
+    **settings_changes: Any,
+) -> AsyncIterator[StudioEnv]:
+    async with (
+        FakeDiscord(**(discord_options or {})) as discord_fake,
+        FakeRunComfy(token="test-token") as runcomfy,
+        aiohttp.ClientSession() as session,
+    ):
+        settings = harness_settings(
+            tmp_path,
+            runcomfy_base=runcomfy.base_url,
+            guild_id=discord_fake.guild.id,
+            daily_credits=daily_credits,
+            status_interval=status_interval,
+        )
+        if settings_changes:
+            settings = replace(settings, **settings_changes)
+        yield StudioEnv(discord_fake, runcomfy, session, settings)

@@ -1,0 +1,99 @@
+"""Helpers for the storage tests, and the writer process the crash test kills.
+
+``python -m tests.storage_fixtures burst DB_PATH`` reserves, delivers, fails and grants in a
+loop, printing one line per operation once it has returned (so it is committed):
+``job <id> <state>`` or ``grant``. The crash test kills it with SIGKILL mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from storage import JobKind, JobState, NewJob, QuotaSettings, Storage
+
+T0 = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+GUILD = 111
+OTHER_GUILD = 222
+CHANNEL = 333
+
+
+class FakeClock:
+    """A settable UTC clock, so tests can cross midnight without waiting."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def new_job(user_id: int = 1, guild_id: int | None = GUILD, cost: int = 1, **fields: Any) -> NewJob:
+    values: dict[str, Any] = {
+        "kind": JobKind.IMAGINE,
+        "user_id": user_id,
+        "guild_id": guild_id,
+        "channel_id": CHANNEL,
+        "prompt": "a lighthouse at dusk",
+        "params": {"num_images": cost, "resolution": "1K", "aspect_ratio": "1:1"},
+        "cost": cost,
+    }
+    values.update(fields)
+    return NewJob(**values)
+
+
+@asynccontextmanager
+async def open_storage(
+    tmp_path: Path, *, clock: FakeClock | None = None, **quota: Any
+) -> AsyncIterator[Storage]:
+    async with Storage.open(
+        tmp_path / "bot.sqlite3", QuotaSettings(**quota), clock=clock or FakeClock()
+    ) as storage:
+        yield storage
+
+
+async def _burst(path: Path) -> None:
+    rng = random.Random(7)
+    quota = QuotaSettings(default_daily_credits=10**6)
+    async with Storage.open(path, quota) as storage:
+
+        async def member(user_id: int) -> None:
+            while True:
+                job = await storage.jobs.create_reserved(
+                    new_job(user_id, GUILD + user_id % 3, cost=rng.randint(1, 4))
+                )
+                print(f"job {job.id} reserved", flush=True)
+                roll = rng.random()
+                if roll < 0.6:
+                    done = await storage.jobs.transition(
+                        job.id,
+                        JobState.DELIVERED,
+                        delivered_cost=rng.randint(0, job.cost),
+                        result_urls=["https://example.invalid/a.png"],
+                    )
+                elif roll < 0.9:
+                    done = await storage.jobs.transition(job.id, JobState.FAILED, error="boom")
+                else:
+                    await storage.quota.grant(user_id, GUILD, 2, actor_id=9)
+                    print("grant", flush=True)
+                    continue
+                assert done is not None
+                print(f"job {done.id} {done.state.value}", flush=True)
+
+        await asyncio.gather(*(member(u) for u in range(1, 21)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "burst":
+        sys.exit("usage: python -m tests.storage_fixtures burst DB_PATH")
+    asyncio.run(_burst(Path(sys.argv[2])))

@@ -1,0 +1,485 @@
+"""The job engine on its own: a real database, the fake RunComfy, a recording presenter.
+
+The presenter here stands in for the Discord cog (it is our own protocol); everything else is
+real. End-to-end behaviour through Discord is in tests/test_bot_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from client import PollingPolicy, RetryPolicy, RunComfyClient
+from client.models import DownloadedImage
+from client.settings import ClientSettings
+from services.errors import InvalidInput, NotAllowed, StudioClosing
+from services.jobs import (
+    RESTART_LOST_SUBMIT,
+    CancelResult,
+    Delivery,
+    JobService,
+    JobSpec,
+    Progress,
+    Requester,
+)
+from services.policy import PolicyRefusal, PolicyService
+from services.settings import JobTiming
+from storage import QuotaExceededError, QuotaSettings, Storage
+from storage.models import Job, JobKind, JobState, NewJob
+from tests.fakes.runcomfy import FakeRunComfy, JobScript
+
+GUILD = 1001
+CHANNEL = 2002
+USER = 3003
+FAST_POLLING = PollingPolicy(
+    first_poll=0.005, min_interval=0.005, max_interval=0.03, warmup_interval=0.005
+)
+FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.005, max_delay=0.01)
+
+
+@dataclass
+class RecordingPresenter:
+    """Remembers what the engine asked to show."""
+
+    progress: list[tuple[str, Progress]] = field(default_factory=list)
+    delivered: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
+    outcomes: list[tuple[str, JobState, str | None]] = field(default_factory=list)
+    events: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    fail_delivery: bool = False
+
+    async def show_progress(self, job: Job, progress: Progress) -> int | None:
+        self.progress.append((job.id, progress))
+        return 424242
+
+    async def deliver(
+        self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
+    ) -> Delivery:
+        if self.fail_delivery:
+            raise RuntimeError("discord is down")
+        assert all(i.data for i in images)
+        self.delivered.append((job.id, len(images), tuple(missing)))
+        self.events.put_nowait(f"delivered {job.id}")
+        return Delivery(message_id=777)
+
+    async def show_outcome(self, job: Job) -> None:
+        self.outcomes.append((job.id, job.state, job.error))
+        self.events.put_nowait(f"{job.state.value} {job.id}")
+
+
+@dataclass
+class Engine:
+    fake: FakeRunComfy
+    storage: Storage
+    jobs: JobService
+    presenter: RecordingPresenter
+    client: RunComfyClient
+    policy: PolicyService
+
+
+WHO = Requester(
+    user_id=USER,
+    guild_id=GUILD,
+    channel_id=CHANNEL,
+    interaction_token="secret-token",
+    token_expires_at=datetime.now(UTC) + timedelta(minutes=14),
+)
+
+
+def engine_for(
+    storage: Storage, client: RunComfyClient, fake: FakeRunComfy, *, interval: float = 0.0
+) -> Engine:
+    policy = PolicyService(storage)
+    jobs = JobService(
+        storage,
+        client,
+        policy,
+        quota=QuotaSettings(default_daily_credits=10),
+        timing=JobTiming(
+            status_interval=interval, job_timeout=5.0, submit_grace=2.0, yield_window=0
+        ),
+    )
+    presenter = RecordingPresenter()
+    jobs.bind(presenter)
+    return Engine(fake, storage, jobs, presenter, client, policy)
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[tuple[FakeRunComfy, Storage, RunComfyClient]]:
+    async with (
+        FakeRunComfy(token="t") as fake,
+        aiohttp.ClientSession() as session,
+        Storage.open(tmp_path / "db.sqlite3", QuotaSettings(default_daily_credits=10)) as storage,
+    ):
+        settings = ClientSettings(api_token="t", api_base=fake.base_url)
+        client = RunComfyClient(session, settings, retry=FAST_RETRY, polling=FAST_POLLING)
+        yield fake, storage, client
+
+
+@pytest.fixture
+async def engine(parts: tuple[FakeRunComfy, Storage, RunComfyClient]) -> AsyncIterator[Engine]:
+    fake, storage, client = parts
+    built = engine_for(storage, client, fake)
+    yield built
+    await built.jobs.close()
+
+
+async def wait_state(storage: Storage, job_id: str, *states: JobState) -> Job:
+    for _ in range(2000):
+        job = await storage.jobs.get(job_id)
+        assert job is not None
+        if job.state in states:
+            return job
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"job {job_id} never reached {states}; it is {job.state}")
+
+
+async def until(check: Callable[[], object]) -> None:
+    for _ in range(2000):
+        if check():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition never held")
+
+
+async def used_today(storage: Storage) -> int:
+    return (await storage.quota.balance(USER, GUILD)).used
+
+
+async def run_one(engine: Engine, spec: JobSpec, who: Requester = WHO) -> Job:
+    reservation = await engine.jobs.reserve(spec, who)
+    engine.jobs.start(reservation.job)
+    return reservation.job
+
+
+# -- the happy path ------------------------------------------------------------------------------
+
+
+async def test_imagine_goes_through_every_state_and_is_charged_once(engine: Engine) -> None:
+    spec = JobSpec(kind=JobKind.IMAGINE, prompt="a banana", num_images=2)
+    job = await run_one(engine, spec)
+    assert job.state == JobState.RESERVED and job.cost == 2
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+
+    assert engine.presenter.delivered == [(job.id, 2, ())]
+    assert done.result_message_id == 777 and done.committed == 2
+    states = [e.state for e in await engine.storage.jobs.events(job.id)]
+    assert states[:3] == [JobState.RESERVED, JobState.SUBMITTING, JobState.SUBMITTED]
+    assert states[-2:] == [JobState.COMPLETED, JobState.DELIVERED]
+    assert await used_today(engine.storage) == 2
+    assert engine.jobs.in_flight(USER, GUILD) == 0
+    # the request carried a seed we chose (shown to the member, reused by Re-roll)
+    submitted = [r.json for r in engine.fake.requests if r.endpoint == "submit"]
+    assert submitted[0]["seed"] == done.params["seed"]
+    assert submitted[0]["num_images"] == 2 and submitted[0]["safety_tolerance"] == 4
+
+
+async def test_listeners_hear_of_every_ending(engine: Engine) -> None:
+    ended: list[tuple[str, JobState]] = []
+
+    async def listener(job: Job) -> None:
+        ended.append((job.id, job.state))
+
+    async def broken(job: Job) -> None:
+        raise RuntimeError("a listener bug must not break delivery")
+
+    engine.jobs.add_listener(broken)
+    engine.jobs.add_listener(listener)
+    engine.fake.script(JobScript(), JobScript(outcome="fail"))
+    good = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="fine"))
+    await wait_state(engine.storage, good.id, JobState.DELIVERED)
+    bad = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="fails"))
+    await wait_state(engine.storage, bad.id, JobState.FAILED)
+    await until(lambda: len(ended) == 2)
+    assert ended == [(good.id, JobState.DELIVERED), (bad.id, JobState.FAILED)]
+
+
+async def test_edit_sends_the_image_urls(engine: Engine) -> None:
+    urls = ("https://cdn.example/a.png", "https://cdn.example/b.webp")
+    job = await run_one(engine, JobSpec(kind=JobKind.EDIT, prompt="make it blue", image_urls=urls))
+    await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    (submit,) = [r for r in engine.fake.requests if r.endpoint == "submit"]
+    assert submit.path.endswith("/edit")
+    assert submit.json["image_urls"] == list(urls)
+
+
+async def test_reroll_spec_keeps_everything_but_the_seed(engine: Engine) -> None:
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="cat", seed=7, num_images=1))
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    again = JobSpec.from_job(done, seed=None)
+    assert again.prompt == "cat" and again.seed is None and again.parent_job_id == job.id
+    rerolled = await run_one(engine, again)
+    second = await wait_state(engine.storage, rerolled.id, JobState.DELIVERED)
+    seeds = [r.json["seed"] for r in engine.fake.requests if r.endpoint == "submit"]
+    assert seeds[0] == 7 and len(seeds) == 2 and second.params["seed"] == seeds[1]
+    assert second.parent_job_id == job.id
+
+
+# -- refusals cost nothing and call nothing -----------------------------------------------------
+
+
+async def test_quota_exhausted_refuses_before_any_api_call(engine: Engine) -> None:
+    spec = JobSpec(kind=JobKind.IMAGINE, prompt="big", num_images=3, resolution="4K")  # 12 > 10
+    with pytest.raises(QuotaExceededError) as caught:
+        await engine.jobs.reserve(spec, WHO)
+    assert caught.value.cost == 12
+    assert engine.fake.requests == []
+    assert await used_today(engine.storage) == 0
+    assert engine.jobs.in_flight(USER, GUILD) == 0
+
+
+async def test_overlong_prompt_is_refused_before_anything(engine: Engine) -> None:
+    with pytest.raises(InvalidInput):
+        await engine.jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="x" * 4001), WHO)
+    assert engine.fake.requests == [] and await engine.storage.jobs.unfinished() == []
+
+
+async def test_policy_refusal_reserves_nothing(engine: Engine) -> None:
+    dm = Requester(user_id=USER, guild_id=None, channel_id=CHANNEL)
+    with pytest.raises(PolicyRefusal) as caught:
+        await engine.jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="hi"), dm)
+    assert caught.value.rule == "dms"
+    assert await engine.storage.jobs.unfinished() == []
+
+
+async def test_concurrent_requests_respect_the_in_flight_limit(engine: Engine) -> None:
+    engine.fake.script(*[JobScript(queue_seconds=5.0)] * 5)
+    spec = JobSpec(kind=JobKind.IMAGINE, prompt="many")
+    results = await asyncio.gather(
+        *(engine.jobs.reserve(spec, WHO) for _ in range(6)), return_exceptions=True
+    )
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, PolicyRefusal)]
+    assert len(ok) == 3 and len(refused) == 3  # the default guild policy: 3 in flight
+    assert all(r.rule == "in_flight" for r in refused)
+    assert await used_today(engine.storage) == 3
+
+
+async def test_a_closing_engine_takes_no_new_jobs(engine: Engine) -> None:
+    await engine.jobs.close()
+    with pytest.raises(StudioClosing):
+        await engine.jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="late"), WHO)
+
+
+# -- failures and cancels refund --------------------------------------------------------------
+
+
+async def test_api_failure_refunds_and_tells_why(engine: Engine) -> None:
+    engine.fake.script(JobScript(outcome="fail", error="content filtered"))
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="nope", num_images=2))
+    failed = await wait_state(engine.storage, job.id, JobState.FAILED)
+    assert "content filtered" in (failed.error or "")
+    await until(lambda: engine.presenter.outcomes)
+    assert engine.presenter.outcomes == [(job.id, JobState.FAILED, failed.error)]
+    assert engine.presenter.delivered == []
+    assert await used_today(engine.storage) == 0
+
+
+async def test_submit_rejected_by_the_api_refunds(engine: Engine) -> None:
+    engine.fake.inject("submit", status=402, body={"error_code": 400002, "message": "no balance"})
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="broke"))
+    failed = await wait_state(engine.storage, job.id, JobState.FAILED)
+    assert failed.request_id is None
+    assert await used_today(engine.storage) == 0
+    await until(lambda: engine.presenter.outcomes)
+    assert [o[1] for o in engine.presenter.outcomes] == [JobState.FAILED]
+
+
+async def test_cancel_while_queued_calls_the_api_and_refunds(engine: Engine) -> None:
+    engine.fake.script(JobScript(queue_seconds=5.0, queue_position=3))
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="wait", num_images=2))
+    await wait_state(engine.storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
+
+    result = await engine.jobs.cancel(job.id, actor_id=USER, may_manage=False)
+    assert result == CancelResult.CANCELLED
+    assert engine.fake.count("cancel") == 1
+    assert (await wait_state(engine.storage, job.id, JobState.CANCELLED)).state.is_terminal
+    assert await used_today(engine.storage) == 0
+    # a double click changes nothing and reports the same
+    assert await engine.jobs.cancel(job.id, actor_id=USER, may_manage=False) == "cancelled"
+    assert await used_today(engine.storage) == 0
+    await asyncio.sleep(0.05)  # the poller notices the cancel too: still only one outcome
+    assert engine.presenter.outcomes == [(job.id, JobState.CANCELLED, None)]
+    assert engine.presenter.delivered == []
+
+
+async def test_cancel_while_running_is_refused(engine: Engine) -> None:
+    engine.fake.script(JobScript(queue_seconds=0.0, run_seconds=5.0))
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="busy"))
+    await wait_state(engine.storage, job.id, JobState.RUNNING)
+    assert await engine.jobs.cancel(job.id, actor_id=USER, may_manage=False) == "running"
+    assert (await engine.storage.jobs.get(job.id)).state == JobState.RUNNING  # type: ignore[union-attr]
+    assert await used_today(engine.storage) == 1
+
+
+async def test_cancel_is_only_for_the_requester_or_moderators(engine: Engine) -> None:
+    engine.fake.script(JobScript(queue_seconds=5.0))
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="mine"))
+    await wait_state(engine.storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
+    with pytest.raises(NotAllowed):
+        await engine.jobs.cancel(job.id, actor_id=USER + 1, may_manage=False)
+    assert engine.fake.count("cancel") == 0
+    assert await engine.jobs.cancel(job.id, actor_id=USER + 1, may_manage=True) == "cancelled"
+
+
+async def test_delivery_failure_fails_the_job_and_refunds(engine: Engine) -> None:
+    engine.presenter.fail_delivery = True
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="lost"))
+    failed = await wait_state(engine.storage, job.id, JobState.FAILED)
+    assert "could not be posted" in (failed.error or "")
+    assert await used_today(engine.storage) == 0
+
+
+async def test_an_image_that_cannot_be_downloaded_is_linked_not_dropped(engine: Engine) -> None:
+    engine.fake.inject("image", status=404)  # one of the two images is gone
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="two", num_images=2))
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    ((_, attached, missing),) = engine.presenter.delivered
+    assert attached == 1 and len(missing) == 1 and missing[0] in done.result_urls
+    assert done.committed == 2
+
+
+# -- throttled status -----------------------------------------------------------------------------
+
+
+async def test_status_edits_are_throttled_but_the_end_always_shows(
+    parts: tuple[FakeRunComfy, Storage, RunComfyClient],
+) -> None:
+    fake, storage, client = parts
+    slow = engine_for(storage, client, fake, interval=30.0)
+    try:
+        fake.script(JobScript(queue_seconds=0.05, run_seconds=0.05, queue_position=4))
+        job = await run_one(slow, JobSpec(kind=JobKind.IMAGINE, prompt="quick"))
+        await wait_state(storage, job.id, JobState.DELIVERED)
+        # several state changes happened within one interval: none was shown, the result was
+        assert slow.presenter.progress == []
+        assert [d[0] for d in slow.presenter.delivered] == [job.id]
+    finally:
+        await slow.jobs.close()
+
+
+async def test_status_updates_report_the_queue_and_store_the_message_id(engine: Engine) -> None:
+    engine.fake.script(JobScript(queue_seconds=0.1, run_seconds=0.05, queue_position=2))
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="watch"))
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    shown = [p.state for _, p in engine.presenter.progress]
+    assert JobState.QUEUED in shown and JobState.RUNNING in shown
+    assert any(p.queue_position for _, p in engine.presenter.progress)
+    assert done.status_message_id == 424242
+
+
+# -- restarts -------------------------------------------------------------------------------------
+
+
+async def reserve_raw(storage: Storage, prompt: str = "resume me") -> Job:
+    return await storage.jobs.create_reserved(
+        NewJob(
+            kind=JobKind.IMAGINE,
+            user_id=USER,
+            guild_id=GUILD,
+            channel_id=CHANNEL,
+            prompt=prompt,
+            params={"num_images": 1, "seed": 5, "resolution": "1K", "output_format": "png"},
+            cost=1,
+        )
+    )
+
+
+async def test_resume_fails_a_job_stuck_in_submitting_and_refunds(engine: Engine) -> None:
+    job = await reserve_raw(engine.storage)
+    await engine.storage.jobs.transition(job.id, JobState.SUBMITTING)
+    counts = await engine.jobs.resume()
+    assert counts == {"failed": 1}
+    failed = await engine.storage.jobs.get(job.id)
+    assert failed is not None and failed.state == JobState.FAILED
+    assert failed.error == RESTART_LOST_SUBMIT
+    assert engine.presenter.outcomes == [(job.id, JobState.FAILED, RESTART_LOST_SUBMIT)]
+    assert engine.fake.requests == []  # nothing was (re)sent
+    assert await used_today(engine.storage) == 0
+
+
+async def test_resume_submits_a_reserved_job(engine: Engine) -> None:
+    job = await reserve_raw(engine.storage)
+    assert await engine.jobs.resume() == {"reserved": 1}
+    await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    assert engine.fake.count("submit") == 1
+    assert engine.jobs.in_flight(USER, GUILD) == 0
+
+
+async def test_resume_follows_a_submitted_job_and_delivers_it_once(
+    parts: tuple[FakeRunComfy, Storage, RunComfyClient],
+) -> None:
+    fake, storage, client = parts
+    fake.script(JobScript(queue_seconds=0.3, run_seconds=0.05))
+    first = engine_for(storage, client, fake)
+    job = await run_one(first, JobSpec(kind=JobKind.IMAGINE, prompt="survive"))
+    await wait_state(storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
+    await first.jobs.close()  # a clean stop: the job stays where it was
+    kept = await storage.jobs.get(job.id)
+    assert kept is not None and kept.state in (JobState.SUBMITTED, JobState.QUEUED)
+    assert first.presenter.delivered == []
+
+    second = engine_for(storage, client, fake)
+    try:
+        await second.jobs.resume()
+        await wait_state(storage, job.id, JobState.DELIVERED)
+        assert await second.jobs.resume() == {}  # nothing left: never delivered twice
+        await asyncio.sleep(0.05)
+        assert [d[0] for d in second.presenter.delivered] == [job.id]
+        assert fake.count("submit") == 1
+    finally:
+        await second.jobs.close()
+
+
+async def test_resume_delivers_a_completed_job_and_leaves_held_ones(engine: Engine) -> None:
+    done_elsewhere = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="source"))
+    source = await wait_state(engine.storage, done_elsewhere.id, JobState.DELIVERED)
+
+    completed = await reserve_raw(engine.storage, "completed before the crash")
+    for state in (JobState.SUBMITTING, JobState.SUBMITTED):
+        await engine.storage.jobs.transition(completed.id, state, request_id="r-1")
+    await engine.storage.jobs.transition(
+        completed.id, JobState.COMPLETED, result_urls=list(source.result_urls)
+    )
+    held = await reserve_raw(engine.storage, "awaiting a moderator")
+    for state in (JobState.SUBMITTING, JobState.SUBMITTED, JobState.COMPLETED):
+        await engine.storage.jobs.transition(held.id, state, request_id="r-2")
+    await engine.storage.jobs.transition(held.id, JobState.AWAITING_APPROVAL)
+
+    assert await engine.jobs.resume() == {"completed": 1, "held": 1}
+    await wait_state(engine.storage, completed.id, JobState.DELIVERED)
+    still = await engine.storage.jobs.get(held.id)
+    assert still is not None and still.state == JobState.AWAITING_APPROVAL
+
+
+async def test_a_burst_of_requests_defers_background_work_but_not_forever(
+    parts: tuple[FakeRunComfy, Storage, RunComfyClient],
+) -> None:
+    fake, storage, client = parts
+    jobs = JobService(
+        storage,
+        client,
+        PolicyService(storage),
+        quota=QuotaSettings(default_daily_credits=10),
+        # two requests within 60 s count as a burst; background work waits at most 0.3 s
+        timing=JobTiming(status_interval=0, yield_window=60.0, yield_burst=2, yield_max=0.3),
+    )
+    presenter = RecordingPresenter()
+    jobs.bind(presenter)
+    try:
+        first = await jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="one"), WHO)
+        second = await jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="two"), WHO)
+        jobs.start(first.job)
+        jobs.start(second.job)
+        await asyncio.sleep(0.05)
+        assert fake.count("submit") == 0  # acknowledging the burst comes first
+        for reservation in (first, second):
+            await wait_state(storage, reservation.job.id, JobState.DELIVERED)
+        assert fake.count("submit") == 2
+    finally:
+        await jobs.close()

@@ -1,0 +1,446 @@
+"""The quota ledger: costs, atomic reservations under races, limits, commit/refund, grant/reset."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from storage import (
+    InvalidSettingError,
+    JobState,
+    LedgerKind,
+    QuotaExceededError,
+    QuotaSettings,
+    TooManyJobsError,
+)
+from tests.storage_fixtures import GUILD, OTHER_GUILD, T0, FakeClock, new_job, open_storage
+
+MIDNIGHT = datetime(2025, 3, 15, tzinfo=UTC)
+
+
+def _outcomes(results):
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    return granted, refused
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_cost_is_images_times_the_resolution_weight():
+    quota = QuotaSettings()
+    assert quota.cost(3, "1K") == 3
+    assert quota.cost(2, "4K") == 8
+    assert quota.cost(1, "0.5K") == 1
+    custom = QuotaSettings(resolution_weights={"2K": 3})
+    assert custom.cost(2, "2K") == 6
+    assert custom.cost(2, "4K") == 8  # unnamed resolutions keep their default
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"default_daily_credits": -1}, "default_daily_credits"),
+        ({"global_daily_cap": -5}, "global_daily_cap"),
+        ({"resolution_weights": {"8K": 9}}, "resolution_weights"),
+        ({"resolution_weights": {"1K": -1}}, "resolution_weights"),
+    ],
+)
+def test_bad_quota_settings_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        QuotaSettings(**kwargs)
+
+
+def test_cost_rejects_unknown_resolutions_and_counts():
+    with pytest.raises(ValueError, match="resolution"):
+        QuotaSettings().cost(1, "3K")
+    with pytest.raises(ValueError, match="num_images"):
+        QuotaSettings().cost(0, "1K")
+
+
+def test_quota_settings_from_the_environment():
+    assert QuotaSettings.from_env({}) == QuotaSettings()
+    quota = QuotaSettings.from_env(
+        {
+            "QUOTA_DAILY_CREDITS": "50",
+            "QUOTA_GLOBAL_DAILY_CREDITS": "1000",
+            "QUOTA_RESOLUTION_WEIGHTS": "2K=3, 4K=6",
+        }
+    )
+    assert (quota.default_daily_credits, quota.global_daily_cap) == (50, 1000)
+    assert dict(quota.resolution_weights) == {"0.5K": 1, "1K": 1, "2K": 3, "4K": 6}
+    assert QuotaSettings.from_env({"QUOTA_GLOBAL_DAILY_CREDITS": ""}).global_daily_cap is None
+    for env, name in [
+        ({"QUOTA_DAILY_CREDITS": "lots"}, "QUOTA_DAILY_CREDITS"),
+        ({"QUOTA_GLOBAL_DAILY_CREDITS": "-1"}, "QUOTA_GLOBAL_DAILY_CREDITS"),
+        ({"QUOTA_RESOLUTION_WEIGHTS": "8K=2"}, "QUOTA_RESOLUTION_WEIGHTS"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            QuotaSettings.from_env(env)
+
+
+# --- races ----------------------------------------------------------------------------------
+
+
+async def test_500_concurrent_reservations_against_a_limit_of_37_grant_exactly_37(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=37) as storage:
+        results = await asyncio.gather(
+            *(storage.jobs.create_reserved(new_job(user_id=5)) for _ in range(500)),
+            return_exceptions=True,
+        )
+        granted, refused = _outcomes(results)
+        assert len(granted) == 37
+        assert len(refused) == 463
+        assert all(isinstance(e, QuotaExceededError) for e in refused)
+        assert {e.limit for e in refused} == {"daily allowance"}
+        assert len({j.id for j in granted}) == 37
+        balance = await storage.quota.balance(5, GUILD)
+        assert (balance.used, balance.remaining) == (37, 0)
+        assert await storage.jobs.in_flight_count(user_id=5) == 37
+        assert await storage.quota.audit() == []
+
+
+async def test_two_connections_racing_on_one_file_still_grant_exactly_the_limit(tmp_path):
+    # Two bot processes (or a bot and a maintenance script) on the same file: the write lock,
+    # taken at BEGIN IMMEDIATE, serialises them; the busy timeout makes the loser wait.
+    clock = FakeClock()
+    async with (
+        open_storage(tmp_path, clock=clock, default_daily_credits=37) as first,
+        open_storage(tmp_path, clock=clock, default_daily_credits=37) as second,
+    ):
+        results = await asyncio.gather(
+            *(
+                store.jobs.create_reserved(new_job(user_id=5))
+                for _ in range(150)
+                for store in (first, second)
+            ),
+            return_exceptions=True,
+        )
+        granted, refused = _outcomes(results)
+        assert len(granted) == 37
+        assert all(isinstance(e, QuotaExceededError) for e in refused)
+        assert (await second.quota.balance(5, GUILD)).used == 37
+        assert await first.quota.audit() == []
+
+
+async def test_guild_cap_race_across_many_members(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=100) as storage:
+        await storage.policy.update(GUILD, daily_cap=23)
+        results = await asyncio.gather(
+            *(
+                storage.jobs.create_reserved(new_job(user_id=u % 50 + 1, cost=1))
+                for u in range(300)
+            ),
+            return_exceptions=True,
+        )
+        granted, refused = _outcomes(results)
+        assert len(granted) == 23
+        assert {e.limit for e in refused} == {"guild daily cap"}
+        assert refused[0].allowed == 23
+        # Another guild is not affected by this guild's cap.
+        other = await storage.jobs.create_reserved(new_job(user_id=1, guild_id=OTHER_GUILD))
+        assert other.guild_id == OTHER_GUILD
+        balance = await storage.quota.balance(1, GUILD)
+        assert balance.guild_cap_remaining == 0
+        assert await storage.quota.audit() == []
+
+
+async def test_global_cap_race_across_guilds_and_dms(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=100, global_daily_cap=29) as storage:
+        guilds = [GUILD, OTHER_GUILD, None]
+        results = await asyncio.gather(
+            *(
+                storage.jobs.create_reserved(new_job(user_id=u % 40 + 1, guild_id=guilds[u % 3]))
+                for u in range(400)
+            ),
+            return_exceptions=True,
+        )
+        granted, refused = _outcomes(results)
+        assert len(granted) == 29
+        assert {e.limit for e in refused} == {"global daily cap"}
+        assert (await storage.quota.balance(1, None)).global_cap_remaining == 0
+        assert await storage.quota.audit() == []
+
+
+async def test_refused_reservations_leave_no_trace(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=2) as storage:
+        await storage.jobs.create_reserved(new_job(cost=2))
+        with pytest.raises(QuotaExceededError):
+            await storage.jobs.create_reserved(new_job(cost=1))
+        assert len(await storage.jobs.recent_for_user(1)) == 1
+        assert len(await storage.quota.ledger(1, GUILD)) == 1
+
+
+async def test_quota_error_says_which_limit_and_when_it_frees(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=5) as storage:
+        await storage.jobs.create_reserved(new_job(cost=4))
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=2))
+        error = caught.value
+        assert (error.limit, error.allowed, error.used, error.cost) == ("daily allowance", 5, 4, 2)
+        assert error.resets_at == MIDNIGHT
+        assert "daily allowance" in str(error)
+
+
+async def test_max_in_flight_is_enforced_atomically(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=100) as storage:
+        results = await asyncio.gather(
+            *(storage.jobs.create_reserved(new_job(), max_in_flight=3) for _ in range(20)),
+            return_exceptions=True,
+        )
+        granted, refused = _outcomes(results)
+        assert len(granted) == 3
+        assert all(isinstance(e, TooManyJobsError) and e.allowed == 3 for e in refused)
+        await storage.jobs.transition(granted[0].id, JobState.FAILED, error="x")
+        assert await storage.jobs.create_reserved(new_job(), max_in_flight=3)
+
+
+# --- commit and refund ----------------------------------------------------------------------
+
+
+async def test_commit_and_refund_twice_change_nothing(tmp_path):
+    async with open_storage(tmp_path) as storage:
+        delivered = await storage.jobs.create_reserved(new_job(cost=3))
+        assert await storage.quota.commit(delivered.id) is True
+        assert await storage.quota.commit(delivered.id) is False
+        assert await storage.quota.commit(delivered.id, 1) is False
+        failed = await storage.jobs.create_reserved(new_job(cost=2))
+        assert await storage.quota.refund(failed.id) is True
+        assert await storage.quota.refund(failed.id) is False
+        assert await storage.quota.commit(failed.id) is False  # refunded: nothing to commit
+        entries = [(e.kind, e.amount, e.job_id) for e in await storage.quota.ledger(1, GUILD)]
+        assert sorted(entries) == sorted(
+            [
+                (LedgerKind.RESERVE, 3, delivered.id),
+                (LedgerKind.COMMIT, 3, delivered.id),
+                (LedgerKind.RESERVE, 2, failed.id),
+                (LedgerKind.REFUND, 2, failed.id),
+            ]
+        )
+        assert (await storage.quota.balance(1, GUILD)).used == 3
+        assert (await storage.jobs.get(delivered.id)).committed == 3
+        assert await storage.quota.audit() == []
+
+
+async def test_partial_delivery_commits_what_was_delivered_and_refunds_the_rest(tmp_path):
+    async with open_storage(tmp_path) as storage:
+        job = await storage.jobs.create_reserved(new_job(cost=4))
+        done = await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=1)
+        assert done.committed == 1
+        assert (await storage.quota.balance(1, GUILD)).used == 1
+        kinds = [(e.kind, e.amount) for e in await storage.quota.job_entries(job.id)]
+        assert kinds == [(LedgerKind.RESERVE, 4), (LedgerKind.COMMIT, 1), (LedgerKind.REFUND, 3)]
+
+
+async def test_delivered_cost_must_fit_the_reservation(tmp_path):
+    async with open_storage(tmp_path) as storage:
+        job = await storage.jobs.create_reserved(new_job(cost=2))
+        with pytest.raises(InvalidSettingError) as caught:
+            await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=3)
+        assert caught.value.field == "delivered_cost"
+        # Nothing happened: the job is still reserved and its credits held.
+        assert (await storage.jobs.get(job.id)).state is JobState.RESERVED
+        assert (await storage.quota.balance(1, GUILD)).used == 2
+        with pytest.raises(InvalidSettingError, match="delivered_cost"):
+            await storage.jobs.transition(job.id, JobState.FAILED, delivered_cost=1)
+
+
+async def test_refund_after_delivery_returns_credits_to_the_member_once(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+        await storage.policy.update(GUILD, daily_cap=6)
+        job = await storage.jobs.create_reserved(new_job(cost=4))
+        await storage.jobs.transition(job.id, JobState.DELIVERED)
+        assert await storage.quota.refund(job.id) is True
+        assert await storage.quota.refund(job.id) is False
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.used, balance.remaining) == (0, 10)
+        # RunComfy was paid for that job, so the guild's cap still counts it.
+        assert balance.guild_cap_remaining == 2
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=3))
+        assert caught.value.limit == "guild daily cap"
+        assert await storage.quota.audit() == []
+
+
+@pytest.mark.parametrize("end", [JobState.CANCELLED, JobState.FAILED, JobState.REJECTED])
+async def test_ending_without_delivery_refunds_in_full(tmp_path, end):
+    async with open_storage(tmp_path, default_daily_credits=5) as storage:
+        job = await storage.jobs.create_reserved(new_job(cost=5))
+        await storage.jobs.transition(job.id, JobState.RUNNING)
+        await storage.jobs.transition(job.id, end)
+        assert (await storage.quota.balance(1, GUILD)).remaining == 5
+        assert await storage.quota.refund(job.id) is False
+
+
+async def test_commit_of_an_unknown_job_is_an_error(tmp_path):
+    from storage import JobNotFoundError
+
+    async with open_storage(tmp_path) as storage:
+        with pytest.raises(JobNotFoundError):
+            await storage.quota.commit("nope")
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+async def test_limit_precedence_override_then_best_tier_then_guild_then_global(tmp_path):
+    tier_low, tier_high, other_role = 501, 502, 503
+    async with open_storage(tmp_path, default_daily_credits=20) as storage:
+        balance = await storage.quota.balance(1, GUILD, role_ids=[tier_low, tier_high])
+        assert (balance.limit, balance.limit_source) == (20, "global default")
+
+        await storage.policy.update(GUILD, default_daily_credits=15)
+        balance = await storage.quota.balance(1, GUILD, role_ids=[tier_low, tier_high])
+        assert (balance.limit, balance.limit_source) == (15, "guild default")
+
+        await storage.policy.set_role_tier(GUILD, tier_low, 5)
+        await storage.policy.set_role_tier(GUILD, tier_high, 40)
+        balance = await storage.quota.balance(1, GUILD, role_ids=[tier_low, tier_high, other_role])
+        assert (balance.limit, balance.limit_source) == (40, "role tier")
+        # A tier wins over the guild default even when lower: tiers can restrict.
+        balance = await storage.quota.balance(1, GUILD, role_ids=[tier_low])
+        assert (balance.limit, balance.limit_source) == (5, "role tier")
+        # Without a tiered role the guild default applies.
+        balance = await storage.quota.balance(1, GUILD, role_ids=[other_role])
+        assert balance.limit_source == "guild default"
+
+        await storage.policy.set_user_override(GUILD, 1, 2)
+        balance = await storage.quota.balance(1, GUILD, role_ids=[tier_high])
+        assert (balance.limit, balance.limit_source) == (2, "user override")
+        # The reservation enforces the same resolution.
+        await storage.jobs.create_reserved(new_job(cost=2), role_ids=[tier_high])
+        with pytest.raises(QuotaExceededError):
+            await storage.jobs.create_reserved(new_job(cost=1), role_ids=[tier_high])
+
+        # Other guilds and DMs don't see this guild's rules.
+        assert (await storage.quota.balance(1, OTHER_GUILD)).limit_source == "global default"
+        assert (await storage.quota.balance(1, None, role_ids=[tier_high])).limit == 20
+
+        await storage.policy.set_user_override(GUILD, 1, None)
+        balance = await storage.quota.balance(1, GUILD, role_ids=[tier_high])
+        assert balance.limit_source == "role tier"
+
+
+async def test_an_allowance_of_zero_refuses_even_free_jobs(tmp_path):
+    async with open_storage(tmp_path) as storage:
+        await storage.policy.set_user_override(GUILD, 1, 0)
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=0))
+        assert (caught.value.limit, caught.value.allowed) == ("daily allowance", 0)
+        assert (await storage.jobs.create_reserved(new_job(user_id=2, cost=0))).cost == 0
+
+
+async def test_quota_is_per_guild_and_dms_are_their_own(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=3) as storage:
+        await storage.jobs.create_reserved(new_job(cost=3))
+        await storage.jobs.create_reserved(new_job(cost=3, guild_id=OTHER_GUILD))
+        await storage.jobs.create_reserved(new_job(cost=3, guild_id=None))
+        for guild in (GUILD, OTHER_GUILD, None):
+            assert (await storage.quota.balance(1, guild)).remaining == 0
+
+
+async def test_the_allowance_resets_at_utc_midnight(tmp_path):
+    clock = FakeClock(datetime(2025, 3, 14, 23, 59, tzinfo=UTC))
+    async with open_storage(tmp_path, clock=clock, default_daily_credits=4) as storage:
+        late = await storage.jobs.create_reserved(new_job(cost=4))
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.remaining, balance.resets_at) == (0, MIDNIGHT)
+        clock.advance(minutes=2)
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.used, balance.remaining) == (0, 4)
+        assert balance.resets_at == datetime(2025, 3, 16, tzinfo=UTC)
+        # Yesterday's job failing after midnight refunds yesterday, not today.
+        await storage.jobs.create_reserved(new_job(cost=4))
+        await storage.jobs.transition(late.id, JobState.FAILED)
+        assert (await storage.quota.balance(1, GUILD)).remaining == 0
+        yesterday = await storage.quota.balance(1, GUILD, now=datetime(2025, 3, 14, 23, tzinfo=UTC))
+        assert yesterday.used == 0
+        assert await storage.quota.audit() == []
+
+
+# --- grant and reset ------------------------------------------------------------------------
+
+
+async def test_a_grant_adds_credits_for_today_only(tmp_path):
+    clock = FakeClock()
+    async with open_storage(tmp_path, clock=clock, default_daily_credits=2) as storage:
+        await storage.jobs.create_reserved(new_job(cost=2))
+        entry = await storage.quota.grant(1, GUILD, 3, actor_id=99, reason="contest winner")
+        assert (entry.kind, entry.amount, entry.actor_id, entry.reason) == (
+            LedgerKind.GRANT,
+            3,
+            99,
+            "contest winner",
+        )
+        assert entry.at == T0
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.limit, balance.granted, balance.used, balance.remaining) == (2, 3, 2, 3)
+        await storage.jobs.create_reserved(new_job(cost=3))
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=1))
+        assert caught.value.allowed == 5
+        clock.advance(days=1)
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.granted, balance.remaining) == (0, 2)
+
+
+async def test_grant_does_not_raise_the_guild_cap(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=2) as storage:
+        await storage.policy.update(GUILD, daily_cap=2)
+        await storage.quota.grant(1, GUILD, 10, actor_id=99)
+        await storage.jobs.create_reserved(new_job(cost=2))
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=1))
+        assert caught.value.limit == "guild daily cap"
+
+
+async def test_grant_rejects_non_positive_amounts(tmp_path):
+    async with open_storage(tmp_path) as storage:
+        for amount in (0, -3, True):
+            with pytest.raises(InvalidSettingError) as caught:
+                await storage.quota.grant(1, GUILD, amount, actor_id=99)
+            assert caught.value.field == "amount"
+
+
+async def test_reset_gives_back_settled_credits_and_keeps_in_flight_ones_held(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+        done = await storage.jobs.create_reserved(new_job(cost=4))
+        await storage.jobs.transition(done.id, JobState.DELIVERED)
+        running = await storage.jobs.create_reserved(new_job(cost=3))
+        entry = await storage.quota.reset_day(1, GUILD, actor_id=99)
+        assert (entry.kind, entry.amount, entry.actor_id) == (LedgerKind.RESET, 4, 99)
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.used, balance.remaining) == (3, 7)
+        # The running job ends either way without the member gaining or losing credits.
+        await storage.jobs.transition(running.id, JobState.FAILED)
+        assert (await storage.quota.balance(1, GUILD)).used == 0
+        # Resetting again has nothing to give back, but is recorded.
+        again = await storage.quota.reset_day(1, GUILD, actor_id=99)
+        assert again.amount == 0
+        assert (await storage.quota.balance(1, GUILD)).remaining == 10
+        assert await storage.quota.audit() == []
+
+
+async def test_reset_does_not_lift_the_guild_cap(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+        await storage.policy.update(GUILD, daily_cap=4)
+        job = await storage.jobs.create_reserved(new_job(cost=4))
+        await storage.jobs.transition(job.id, JobState.DELIVERED)
+        await storage.quota.reset_day(1, GUILD, actor_id=99)
+        assert (await storage.quota.balance(1, GUILD)).remaining == 10
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=1))
+        assert caught.value.limit == "guild daily cap"
+
+
+async def test_ledger_lists_newest_first_per_guild(tmp_path):
+    async with open_storage(tmp_path) as storage:
+        job = await storage.jobs.create_reserved(new_job(cost=2))
+        await storage.quota.grant(1, GUILD, 1, actor_id=99)
+        await storage.jobs.create_reserved(new_job(cost=1, guild_id=OTHER_GUILD))
+        entries = await storage.quota.ledger(1, GUILD)
+        assert [e.kind for e in entries] == [LedgerKind.GRANT, LedgerKind.RESERVE]
+        assert entries[1].job_id == job.id
+        assert len(await storage.quota.ledger(1, GUILD, limit=1)) == 1
