@@ -46,8 +46,10 @@ def _new_job(user: int) -> NewJob:
     )
 
 
-async def _pairs(storage: Storage, users: int, per_user: int, via_transition: bool) -> float:
-    """Run users x per_user reserve+commit pairs concurrently; returns pairs per second."""
+async def _pairs(
+    storage: Storage, users: int, per_user: int, via_transition: bool
+) -> tuple[float, float]:
+    """Run users x per_user pairs concurrently; returns (pairs per second, CPU µs per pair)."""
 
     async def member(user: int) -> None:
         for _ in range(per_user):
@@ -57,9 +59,11 @@ async def _pairs(storage: Storage, users: int, per_user: int, via_transition: bo
             else:
                 await storage.quota.commit(job.id)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(member(u) for u in range(1, users + 1)))
-    return users * per_user / (time.perf_counter() - started)
+    pairs = users * per_user
+    cpu_per_pair = (time.process_time() - cpu) / pairs * 1e6
+    return pairs / (time.perf_counter() - started), cpu_per_pair
 
 
 async def _fill(storage: Storage, missing: int, unfinished: int, users: int) -> None:
@@ -93,16 +97,19 @@ async def _throughput(folder: Path, args: argparse.Namespace, via_transition: bo
     """Each repeat on a fresh file; returns the figures as one line."""
     quota = QuotaSettings(default_daily_credits=10**6)
     per_user = max(1, args.pairs // args.users)
-    rates = []
+    rates, cpus = [], []
     for attempt in range(args.repeat):
         path = folder / f"pairs-{via_transition}-{attempt}.sqlite3"
         async with Storage.open(path, quota) as storage:
-            rates.append(await _pairs(storage, args.users, per_user, via_transition))
+            rate, cpu = await _pairs(storage, args.users, per_user, via_transition)
+            rates.append(rate)
+            cpus.append(cpu)
             assert await storage.quota.audit() == [], "the books do not balance"
     runs = ", ".join(f"{r:,.0f}" for r in rates)
     return (
         f"median {statistics.median(rates):,.0f} pairs/s, best {max(rates):,.0f}"
-        f" ({args.users} users x {per_user} pairs; runs: {runs})"
+        f" (runs: {runs}); CPU {statistics.median(cpus):.0f} µs/pair"
+        f" ({args.users} users x {per_user} pairs)"
     )
 
 

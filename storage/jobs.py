@@ -36,9 +36,13 @@ from storage.models import (
     TooManyJobsError,
 )
 from storage.quota import (
+    SETTLE_COMMIT,
+    SETTLE_REFUND,
+    check_delivered_cost,
     check_reservation,
+    fetch_one,
     insert_entry,
-    settle_commit,
+    record_settlement,
     settle_refund,
     standing,
 )
@@ -132,7 +136,7 @@ _KINDS = {k.value: k for k in JobKind}
 _STATES = {s.value: s for s in JobState}
 
 
-def job_from_row(row: sqlite3.Row, *, committed: int | None = None) -> Job:
+def job_from_row(row: sqlite3.Row) -> Job:
     urls = row["result_urls"]
     return Job(
         id=row["id"],
@@ -155,7 +159,7 @@ def job_from_row(row: sqlite3.Row, *, committed: int | None = None) -> Job:
         log_message_id=row["log_message_id"],
         error=row["error"],
         result_urls=tuple(json.loads(urls)) if urls != "[]" else (),
-        committed=row["committed"] if committed is None else committed,
+        committed=row["committed"],
         age_restricted_channel=bool(row["age_restricted_channel"]),
     )
 
@@ -201,22 +205,22 @@ def new_job_id(now: datetime) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _transition_sql(fields: tuple[str, ...], states: int | None) -> str:
-    """The compare-and-set UPDATE; ``states`` None: from any unfinished state."""
+def _transition_sql(fields: tuple[str, ...], states: int | None, settle: str = "") -> str:
+    """The compare-and-set UPDATE; ``states`` None: from any unfinished state.
+
+    With ``settle`` (SETTLE_COMMIT or SETTLE_REFUND) the same UPDATE also settles the
+    reservation, and only matches a job whose reservation is still open.
+    """
     # Column names come from _FIELDS (checked by _encode_fields), never from callers' strings.
     assignments = "".join(f", {name} = ?" for name in fields)
     condition = UNFINISHED if states is None else f"state IN ({', '.join('?' * states)})"
+    if settle:
+        assignments += f", {settle}"
+        condition += " AND settled = 0"
     return (
         f"UPDATE jobs SET state = ?, updated_at = ?{assignments}"
         f" WHERE id = ? AND {condition} RETURNING *"
     )
-
-
-def _fetch_one(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
-    # fetchall() steps the statement to its end, so an UPDATE/INSERT ... RETURNING is finished
-    # before the next statement or the COMMIT.
-    rows = cursor.fetchall()
-    return rows[0] if rows else None
 
 
 class JobStore:
@@ -349,34 +353,41 @@ class JobStore:
         """
         to = JobState(to)
         encoded = _encode_fields(fields)
-        if delivered_cost is not None:
-            if to is not JobState.DELIVERED:
-                raise InvalidSettingError("delivered_cost", "only applies to DELIVERED")
-            if isinstance(delivered_cost, bool) or not isinstance(delivered_cost, int):
-                raise InvalidSettingError("delivered_cost", "must be a whole number")
+        if delivered_cost is not None and to is not JobState.DELIVERED:
+            raise InvalidSettingError("delivered_cost", "only applies to DELIVERED")
+        check_delivered_cost(delivered_cost)
         states = None if expected is None else tuple(JobState(s) for s in expected)
         if states == ():
             return None
         at = to_db(self._clock())
-        sql = _transition_sql(tuple(encoded), None if states is None else len(states))
-        args = (to.value, at, *encoded.values(), job_id, *(s.value for s in states or ()))
+        n_states = None if states is None else len(states)
+        head = (to.value, at, *encoded.values())
+        tail = (job_id, *(s.value for s in states or ()))
+        plain_sql = _transition_sql(tuple(encoded), n_states)
+        settle_sql, settle_args = "", ()
+        if to is JobState.DELIVERED:
+            settle_sql = _transition_sql(tuple(encoded), n_states, SETTLE_COMMIT)
+            settle_args = (*head, delivered_cost, delivered_cost, *tail)
+        elif to in _REFUNDING:
+            settle_sql = _transition_sql(tuple(encoded), n_states, SETTLE_REFUND)
+            settle_args = (*head, *tail)
 
-        def run(conn: sqlite3.Connection) -> tuple[sqlite3.Row, int | None] | None:
-            row = _fetch_one(conn.execute(sql, args))
-            if row is None:
-                return None
-            committed = None
-            if to is JobState.DELIVERED:
-                committed = settle_commit(conn, row, delivered_cost, at)
-            elif to in _REFUNDING:
-                settle_refund(conn, row, at)
-            return row, committed
+        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            if settle_sql:
+                # The usual case: the state changes and the reservation settles, in one UPDATE.
+                row = fetch_one(conn.execute(settle_sql, settle_args))
+                if row is not None:
+                    record_settlement(conn, row, at)
+                    return row
+            # The job is missing, in another state, or its reservation was settled before.
+            row = fetch_one(conn.execute(plain_sql, (*head, *tail)))
+            if row is not None and to in _REFUNDING and row["committed"]:
+                # Already charged (e.g. rejected after delivery): give the committed credits back.
+                settle_refund(conn, job_id, at)
+            return row
 
-        outcome = await self._db.write(run)
-        if outcome is None:
-            return None
-        row, committed = outcome
-        return job_from_row(row, committed=committed)
+        row = await self._db.write(run)
+        return None if row is None else job_from_row(row)
 
     async def set_fields(self, job_id: str, **fields: Any) -> Job | None:
         """Write fields without changing the state; None if there is no such job."""
@@ -386,7 +397,7 @@ class JobStore:
         sql = f"UPDATE jobs SET updated_at = ?{assignments} WHERE id = ? RETURNING *"
 
         def run(conn: sqlite3.Connection) -> Job | None:
-            row = _fetch_one(conn.execute(sql, (at, *encoded.values(), job_id)))
+            row = fetch_one(conn.execute(sql, (at, *encoded.values(), job_id)))
             return None if row is None else job_from_row(row)
 
         return await self._db.write(run)

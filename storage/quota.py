@@ -230,81 +230,109 @@ def _entry(conn: sqlite3.Connection, entry_id: int) -> LedgerEntry:
     return entry_from_row(conn.execute("SELECT * FROM ledger WHERE id = ?", (entry_id,)).fetchone())
 
 
-def job_for_settlement(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
-    row = conn.execute(
-        "SELECT id, user_id, guild_id, quota_day, cost, settled, committed, refunded"
-        " FROM jobs WHERE id = ?",
-        (job_id,),
-    ).fetchone()
-    if row is None:
-        raise JobNotFoundError(job_id)
-    return row
+# How a reservation is settled, as SET clauses: the UPDATE that settles it carries
+# "AND settled = 0", so it settles a job at most once, and returns the row the ledger entries
+# are written from. A transition into DELIVERED (or CANCELLED, ...) puts these in its own UPDATE.
+SETTLE_COMMIT = "settled = 1, committed = coalesce(?, cost), refunded = cost - coalesce(?, cost)"
+SETTLE_REFUND = "settled = 1, refunded = cost"
 
 
-def check_delivered_cost(delivered_cost: int | None, cost: int) -> int:
+def fetch_one(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
+    # fetchall() steps the statement to its end, so an UPDATE/INSERT ... RETURNING is finished
+    # before the next statement or the COMMIT.
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+def check_delivered_cost(delivered_cost: int | None) -> None:
+    """The part of the check that needs no job: a whole number of 0 or more, or None."""
     if delivered_cost is None:
-        return cost
+        return
     if isinstance(delivered_cost, bool) or not isinstance(delivered_cost, int):
         raise InvalidSettingError("delivered_cost", "must be a whole number")
-    if not 0 <= delivered_cost <= cost:
+    if delivered_cost < 0:
+        raise InvalidSettingError("delivered_cost", "must be 0 or more")
+
+
+def record_settlement(conn: sqlite3.Connection, job: sqlite3.Row, at: str) -> None:
+    """The ledger entries of a reservation just settled; ``job`` is its row after the UPDATE.
+
+    Raises (so the caller's transaction rolls back) if more was committed than reserved.
+    """
+    cost, committed, refunded = job["cost"], job["committed"], job["refunded"]
+    if committed is not None and committed > cost:
         raise InvalidSettingError("delivered_cost", f"must be from 0 to the job's cost ({cost})")
-    return delivered_cost
+    scope = {"user_id": job["user_id"], "guild_id": job["guild_id"], "day": job["quota_day"]}
+    if committed is not None:
+        insert_entry(conn, LedgerKind.COMMIT, amount=committed, at=at, job_id=job["id"], **scope)
+    if refunded:
+        insert_entry(conn, LedgerKind.REFUND, amount=refunded, at=at, job_id=job["id"], **scope)
+
+
+def _require_job(conn: sqlite3.Connection, job_id: str) -> None:
+    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+        raise JobNotFoundError(job_id)
 
 
 def settle_commit(
-    conn: sqlite3.Connection, job: sqlite3.Row, delivered_cost: int | None, at: str
-) -> int | None:
+    conn: sqlite3.Connection, job_id: str, delivered_cost: int | None, at: str
+) -> bool:
     """Commit ``delivered_cost`` (default: the full cost) and refund the rest, once per job.
 
-    ``job`` is the job's row (as read in this transaction). Returns the credits committed, or
-    None if the reservation was already settled (then nothing changes).
+    False (and nothing changes) if the reservation was already settled.
     """
-    cost = job["cost"]
-    delivered_cost = check_delivered_cost(delivered_cost, cost)
-    if job["settled"]:
-        return None
-    job_id = job["id"]
-    scope = {"user_id": job["user_id"], "guild_id": job["guild_id"], "day": job["quota_day"]}
-    insert_entry(conn, LedgerKind.COMMIT, amount=delivered_cost, at=at, job_id=job_id, **scope)
-    rest = cost - delivered_cost
-    if rest:
-        insert_entry(conn, LedgerKind.REFUND, amount=rest, at=at, job_id=job_id, **scope)
-    conn.execute(
-        "UPDATE jobs SET settled = 1, committed = ?, refunded = ? WHERE id = ?",
-        (delivered_cost, rest, job_id),
+    check_delivered_cost(delivered_cost)
+    row = fetch_one(
+        conn.execute(
+            f"UPDATE jobs SET {SETTLE_COMMIT} WHERE id = ? AND settled = 0 RETURNING *",
+            (delivered_cost, delivered_cost, job_id),
+        )
     )
-    return delivered_cost
+    if row is None:
+        _require_job(conn, job_id)
+        return False
+    record_settlement(conn, row, at)
+    return True
 
 
-def settle_refund(conn: sqlite3.Connection, job: sqlite3.Row, at: str) -> bool:
+def settle_refund(conn: sqlite3.Connection, job_id: str, at: str) -> bool:
     """Refund an unsettled reservation in full, or a delivered job's committed credits; once.
 
-    ``job`` is the job's row (as read in this transaction). False if nothing was left to refund.
+    False if nothing was left to refund.
     """
-    job_id = job["id"]
-    scope = {"user_id": job["user_id"], "guild_id": job["guild_id"], "day": job["quota_day"]}
-    if not job["settled"]:
-        if job["cost"]:
-            insert_entry(conn, LedgerKind.REFUND, amount=job["cost"], at=at, job_id=job_id, **scope)
-        conn.execute("UPDATE jobs SET settled = 1, refunded = cost WHERE id = ?", (job_id,))
-        return True
-    committed = job["committed"] or 0
-    if committed and job["refunded"] < job["cost"]:
-        # After delivery: the member gets the credits back; the caps keep counting them,
-        # since the job was paid for.
-        insert_entry(
-            conn,
-            LedgerKind.REFUND,
-            amount=committed,
-            at=at,
-            job_id=job_id,
-            reason="refund after delivery",
-            counts_toward_caps=False,
-            **scope,
+    row = fetch_one(
+        conn.execute(
+            f"UPDATE jobs SET {SETTLE_REFUND} WHERE id = ? AND settled = 0 RETURNING *", (job_id,)
         )
-        conn.execute("UPDATE jobs SET refunded = cost WHERE id = ?", (job_id,))
+    )
+    if row is not None:
+        record_settlement(conn, row, at)
         return True
-    return False
+    row = fetch_one(
+        conn.execute(
+            "UPDATE jobs SET refunded = cost WHERE id = ? AND committed > 0 AND refunded < cost"
+            " RETURNING id, user_id, guild_id, quota_day, committed",
+            (job_id,),
+        )
+    )
+    if row is None:
+        _require_job(conn, job_id)
+        return False
+    # After delivery: the member gets the credits back; the caps keep counting them, since
+    # RunComfy was paid for the job.
+    insert_entry(
+        conn,
+        LedgerKind.REFUND,
+        user_id=row["user_id"],
+        guild_id=row["guild_id"],
+        day=row["quota_day"],
+        amount=row["committed"],
+        at=at,
+        job_id=job_id,
+        reason="refund after delivery",
+        counts_toward_caps=False,
+    )
+    return True
 
 
 def _held_today(conn: sqlite3.Connection, user_id: int, guild_id: int | None, day: str) -> int:
@@ -336,18 +364,14 @@ class QuotaStore:
 
     async def commit(self, job_id: str, delivered_cost: int | None = None) -> bool:
         """Settle the job's reservation as delivered; False if it was already settled."""
+        check_delivered_cost(delivered_cost)
         at = to_db(self._clock())
-
-        def run(conn: sqlite3.Connection) -> bool:
-            job = job_for_settlement(conn, job_id)
-            return settle_commit(conn, job, delivered_cost, at) is not None
-
-        return await self._db.write(run)
+        return await self._db.write(lambda c: settle_commit(c, job_id, delivered_cost, at))
 
     async def refund(self, job_id: str) -> bool:
         """Give the job's credits back; False if there is nothing (left) to refund."""
         at = to_db(self._clock())
-        return await self._db.write(lambda c: settle_refund(c, job_for_settlement(c, job_id), at))
+        return await self._db.write(lambda c: settle_refund(c, job_id, at))
 
     async def balance(
         self,

@@ -396,6 +396,20 @@ async def test_grant_does_not_raise_the_guild_cap(tmp_path):
         assert caught.value.limit == "guild daily cap"
 
 
+async def test_failed_and_undelivered_credits_free_the_caps(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=100, global_daily_cap=10) as storage:
+        await storage.policy.update(GUILD, daily_cap=6)
+        failed = await storage.jobs.create_reserved(new_job(user_id=1, cost=4))
+        partial = await storage.jobs.create_reserved(new_job(user_id=2, cost=2))
+        with pytest.raises(QuotaExceededError):
+            await storage.jobs.create_reserved(new_job(user_id=3, cost=1))
+        await storage.jobs.transition(failed.id, JobState.FAILED, error="boom")
+        await storage.jobs.transition(partial.id, JobState.DELIVERED, delivered_cost=1)
+        balance = await storage.quota.balance(3, GUILD)
+        assert (balance.guild_cap_remaining, balance.global_cap_remaining) == (5, 9)
+        await storage.jobs.create_reserved(new_job(user_id=3, cost=5))
+
+
 async def test_grant_rejects_non_positive_amounts(tmp_path):
     async with open_storage(tmp_path) as storage:
         for amount in (0, -3, True):
