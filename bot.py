@@ -36,6 +36,7 @@ from cogs.buttons import DYNAMIC_ITEMS
 from cogs.tree import StudioTree
 from services.admin import AdminService
 from services.jobs import JobService
+from services.moderation import ModerationService
 from services.policy import PolicyService
 from services.settings import BotSettings, SettingsError, log_level_number
 from storage import SchemaTooNewError, Storage
@@ -43,7 +44,7 @@ from storage import SchemaTooNewError, Storage
 log = logging.getLogger("studio")
 
 # Loaded in this order by setup_hook; each module has an async setup(bot).
-EXTENSIONS = ("cogs.studio", "cogs.admin")
+EXTENSIONS = ("cogs.studio", "cogs.admin", "cogs.modlog")
 
 
 class StudioBot(commands.Bot):
@@ -58,6 +59,7 @@ class StudioBot(commands.Bot):
         policy: PolicyService,
         admin: AdminService,
         jobs: JobService,
+        moderation: ModerationService,
         sync_commands: bool = False,
         **options: Any,
     ) -> None:
@@ -77,6 +79,7 @@ class StudioBot(commands.Bot):
         self.policy = policy
         self.admin = admin
         self.jobs = jobs
+        self.moderation = moderation
         self.sync_commands = sync_commands
         self.accepting = True  # False once shutting down: new commands are refused
         self.synced: bool | None = None  # what setup_hook decided, for tests and logs
@@ -88,9 +91,10 @@ class StudioBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)  # cogs.modlog registers its own buttons
         self.synced = await self.sync_if_changed()
         await self.jobs.resume()
+        self.moderation.start()  # held jobs whose log entry could not be posted before
 
     # -- command sync ---------------------------------------------------------------------
 
@@ -145,6 +149,7 @@ class StudioBot(commands.Bot):
             self.accepting = False
             log.info("shutting down: no new commands; unfinished jobs stay in the database")
             await self.jobs.close()
+            await self.moderation.close()
         await super().close()
 
 
@@ -166,6 +171,8 @@ def create_bot(
         storage, policy, global_default_credits=settings.quota.default_daily_credits
     )
     jobs = JobService(storage, runcomfy, policy, quota=settings.quota, timing=settings.timing)
+    moderation = ModerationService(storage, jobs, policy, admin)
+    moderation.attach()
     return StudioBot(
         settings=settings,
         storage=storage,
@@ -173,6 +180,7 @@ def create_bot(
         policy=policy,
         admin=admin,
         jobs=jobs,
+        moderation=moderation,
         sync_commands=sync_commands,
         **options,
     )

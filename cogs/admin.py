@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.inputs import studio
 from services.admin import AdminError, AdminService, SettingsSummary, StatsReport
 from services.policy import discord_time, format_duration
 from storage.models import Balance, Ban, BlocklistEntry, GuildPolicy, GuildStats, LedgerEntry
@@ -548,10 +549,17 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
     ) -> None:
         async def run() -> str:
-            await self.admin.set_log_channel(
-                self._gid(interaction), None if channel is None else channel.id
+            guild_id = self._gid(interaction)
+            policy = await self.admin.set_log_channel(
+                guild_id, None if channel is None else channel.id
             )
+            studio(interaction).moderation.settings_changed(guild_id)
             if channel is None:
+                if policy.approval_mode:
+                    return (
+                        "The moderators' log is off. Approval mode needs it: until a log channel"
+                        " is set, results are posted without approval."
+                    )
                 return "The moderators' log is off."
             return f"The moderators' log now goes to {channel.mention}."
 
@@ -561,13 +569,21 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @app_commands.describe(enabled="On: results go to the log channel first")
     async def approval(self, interaction: discord.Interaction, enabled: bool) -> None:
         async def run() -> str:
-            policy = await self.admin.set_approval(self._gid(interaction), enabled)
+            guild_id = self._gid(interaction)
+            policy = await self.admin.set_approval(guild_id, enabled)
+            studio(interaction).moderation.settings_changed(guild_id)
             if not enabled:
-                return "Approval mode is off: results are posted as soon as they're ready."
-            text = "Approval mode is on: results wait for a moderator in the log channel."
+                return (
+                    "Approval mode is off: results are posted as soon as they're ready"
+                    " (results already waiting in the log still need a moderator)."
+                )
             if policy.log_channel_id is None:
-                text += " Set a log channel with `/admin log-channel` so moderators see them."
-            return text
+                return (
+                    "Approval mode is on, but there is no log channel for moderators to approve"
+                    " in. Set a log channel with `/admin log-channel`: until then, results are"
+                    " posted without approval."
+                )
+            return "Approval mode is on: results wait for a moderator in the log channel."
 
         await answer(interaction, run())
 
@@ -596,12 +612,12 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         await answer(interaction, run())
 
     @app_commands.command(name="dms", description="Whether the bot may DM this server's members")
-    @app_commands.describe(enabled="On: rejection notices and late deliveries may go by DM")
+    @app_commands.describe(enabled="On: members are told by DM when a result is rejected")
     async def dms(self, interaction: discord.Interaction, enabled: bool) -> None:
         async def run() -> str:
             await self.admin.set_dms(self._gid(interaction), enabled)
             if enabled:
-                return "The bot may now DM members (rejection notices, late deliveries)."
+                return "The bot may now DM members (a DM tells them when a result is rejected)."
             return "The bot won't DM members; it answers in the channel instead."
 
         await answer(interaction, run())

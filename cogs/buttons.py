@@ -22,7 +22,7 @@ from typing import Any
 import discord
 
 from client.models import MAX_PROMPT_LENGTH
-from cogs.inputs import IMAGE_TYPES, may_manage, requester, studio
+from cogs.inputs import IMAGE_TYPES, check_age_restriction, may_manage, requester, studio
 from cogs.render import NO_MENTIONS, status_text
 from services.errors import NotAllowed, StudioClosing
 from services.jobs import CancelResult, JobSpec, Progress
@@ -145,6 +145,7 @@ class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):
 
     async def run(self, interaction: discord.Interaction) -> None:
         job = await studio(interaction).jobs.get(self.job_id)
+        check_age_restriction(job, interaction)
         # Same request, a new seed, charged to whoever clicked.
         await launch(interaction, JobSpec.from_job(job, seed=None))
 
@@ -156,6 +157,7 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
 
     async def run(self, interaction: discord.Interaction) -> None:
         job = await studio(interaction).jobs.get(self.job_id)
+        check_age_restriction(job, interaction)
         urls = _shown_images(interaction.message) or list(job.result_urls)
         if not urls:
             raise NotAllowed("edit", "This result has no images left to edit.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, cast
@@ -9,12 +10,17 @@ from typing import TYPE_CHECKING, cast
 import discord
 
 from client.models import MAX_EDIT_IMAGES
-from services.errors import InvalidInput
+from services.errors import InvalidInput, NotAllowed
 from services.jobs import Requester
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot import StudioBot
 
+AGE_RESTRICTED_REFUSAL = (
+    "Job `{job_id}` was made in an age-restricted channel, so its images can't be used or"
+    " shown in a channel that isn't."
+)
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 MAX_INPUT_BYTES = 50 * 2**20  # RunComfy's recommended ceiling for hosted inputs
 TOKEN_LIFETIME = timedelta(minutes=15)
@@ -30,6 +36,18 @@ def may_manage(interaction: discord.Interaction) -> bool:
     return interaction.guild_id is not None and interaction.permissions.manage_messages
 
 
+def age_restricted(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's channel is age-restricted (a thread: its parent)."""
+    channel = interaction.channel
+    return bool(channel is not None and getattr(channel, "is_nsfw", lambda: False)())
+
+
+def check_age_restriction(job: Job, interaction: discord.Interaction) -> None:
+    """Refuse to bring an age-restricted job's inputs or results into a normal channel."""
+    if job.age_restricted_channel and not age_restricted(interaction):
+        raise NotAllowed("age_restricted", AGE_RESTRICTED_REFUSAL.format(job_id=job.id))
+
+
 def requester(interaction: discord.Interaction) -> Requester:
     user = interaction.user
     perms = interaction.permissions
@@ -37,7 +55,9 @@ def requester(interaction: discord.Interaction) -> Requester:
     # guild's roles cached, which interactions do not guarantee.
     roles = frozenset(getattr(user, "_roles", ()) or ())
     channel = interaction.channel
-    nsfw = bool(channel is not None and getattr(channel, "is_nsfw", lambda: False)())
+    # A thread follows its parent's channel rules (and age restriction, see age_restricted);
+    # the job's own messages still go to the thread.
+    rules_channel = channel.parent_id if isinstance(channel, discord.Thread) else None
     return Requester(
         user_id=user.id,
         guild_id=interaction.guild_id,
@@ -45,10 +65,11 @@ def requester(interaction: discord.Interaction) -> Requester:
         role_ids=roles,
         is_moderator=interaction.guild_id is not None
         and (perms.manage_guild or perms.manage_messages),
-        age_restricted_channel=nsfw,
+        age_restricted_channel=age_restricted(interaction),
         interaction_token=interaction.token,
         token_expires_at=interaction.created_at + TOKEN_LIFETIME - TOKEN_MARGIN,
         upload_limit=interaction.filesize_limit,
+        rules_channel_id=rules_channel,
     )
 
 
@@ -81,6 +102,26 @@ def message_images(message: discord.Message) -> list[str]:
             if part.url and part.url.startswith(("https://", "http://")):
                 urls.append(part.url)
     return list(_unique(urls))[:MAX_EDIT_IMAGES]
+
+
+STUDIO_CUSTOM_ID = re.compile(r"^studio:[a-z]+:(?P<job_id>[A-Za-z0-9_-]{1,64})$")
+FOOTER_JOB_ID = re.compile(r"^job (?P<job_id>[A-Za-z0-9_-]{1,64})(?: ·|$)")
+
+
+def studio_job_id(message: discord.Message, bot_id: int | None) -> str | None:
+    """The job a message of ours shows (its buttons or embed footer say), if any."""
+    if bot_id is None or message.author.id != bot_id:
+        return None
+    for row in message.components:
+        for child in getattr(row, "children", [row]):
+            found = STUDIO_CUSTOM_ID.match(getattr(child, "custom_id", None) or "")
+            if found:
+                return found["job_id"]
+    for embed in message.embeds:
+        found = FOOTER_JOB_ID.match(embed.footer.text or "")
+        if found:
+            return found["job_id"]
+    return None
 
 
 def _unique(items: Iterable[str]) -> Iterable[str]:

@@ -39,7 +39,7 @@ from services.jobs import (
     Delivery,
     Progress,
 )
-from storage.models import Job
+from storage.models import Job, JobState
 
 if TYPE_CHECKING:
     from bot import StudioBot
@@ -105,8 +105,11 @@ class DiscordPresenter:
         self._dead_tokens.add(job.id)
         log.info("job %s: interaction token unusable (%s %s)", job.id, err.status, err.code)
 
-    async def _edit_status(self, job: Job, **fields: Any) -> discord.Message | None:
-        """Edit the job's status message: through the token, else the bot's own access."""
+    async def edit_status(self, job: Job, **fields: Any) -> discord.Message | None:
+        """Edit the job's status message: through the token, else the bot's own access.
+
+        None when the job has no known status message (and the token is unusable).
+        """
         hook = self._webhook(job)
         if hook is not None:
             try:
@@ -126,17 +129,27 @@ class DiscordPresenter:
         return await message.edit(allowed_mentions=NO_MENTIONS, **fields)
 
     async def show_progress(self, job: Job, progress: Progress) -> int | None:
-        message = await self._edit_status(
+        message = await self.edit_status(
             job,
             content=status_text(job, progress, job.params.get(NOTES_PARAM, ())),
             view=status_view(job.id),
         )
         return message.id if message is not None else None
 
+    async def show_held(self, job: Job) -> None:
+        """The result waits for a moderator: say so, without the Cancel button."""
+        await self.edit_status(
+            job,
+            content=status_text(
+                job, Progress(JobState.AWAITING_APPROVAL), job.params.get(NOTES_PARAM, ())
+            ),
+            view=None,
+        )
+
     async def show_outcome(self, job: Job) -> None:
         text = outcome_text(job)
         try:
-            message = await self._edit_status(job, content=text, embed=None, view=None)
+            message = await self.edit_status(job, content=text, embed=None, view=None)
         except discord.HTTPException as err:
             log.warning("job %s: could not edit the status message (%s)", job.id, err)
             message = None

@@ -17,7 +17,14 @@ from discord.ext import commands
 
 from client.models import MAX_IMAGES, MAX_PROMPT_LENGTH, MAX_SEED, DownloadedImage
 from cogs.buttons import PromptModal, launch, result_view
-from cogs.inputs import check_attachment, may_manage, message_images, requester
+from cogs.inputs import (
+    check_age_restriction,
+    check_attachment,
+    may_manage,
+    message_images,
+    requester,
+    studio_job_id,
+)
 from cogs.presenter import DiscordPresenter, files_of, fit
 from cogs.render import NO_MENTIONS, credits, result_embed
 from services.errors import InvalidInput, NotAllowed
@@ -183,6 +190,11 @@ class StudioCog(commands.Cog):
         urls = message_images(message)
         if not urls:
             raise InvalidInput("image_urls", "That message has no PNG, JPEG or WebP images.")
+        job_id = studio_job_id(message, self.bot.user.id if self.bot.user else None)
+        if job_id is not None:  # one of our results: its job says where it was made
+            job = await self.bot.storage.jobs.get(job_id)
+            if job is not None:
+                check_age_restriction(job, interaction)
         base = JobSpec(kind=JobKind.EDIT, prompt="", image_urls=tuple(urls))
         title = "Edit this image" if len(urls) == 1 else f"Edit these {len(urls)} images"
         await interaction.response.send_modal(PromptModal(base, title=title))
@@ -221,6 +233,10 @@ class StudioCog(commands.Cog):
             raise NotAllowed(
                 "show", f"Job `{job.id}` has no result to show (it is {job.state.value})."
             )
+        if job.result_message_id is None:
+            # Delivered, then taken down by a moderator (see services/moderation.py).
+            raise NotAllowed("show", f"Job `{job.id}` was removed by a moderator.")
+        check_age_restriction(job, interaction)
         await interaction.response.defer(thinking=True)
         images, missing = await self.bot.jobs.download(job.id, job.result_urls)
         if not images:

@@ -25,7 +25,7 @@ from client.models import (
     TextToImageRequest,
 )
 from services.errors import InvalidInput
-from services.policy import PolicyDecision
+from services.policy import PolicyDecision, PolicyRefusal
 from storage.models import Job, JobKind, JobState
 
 # The GenerationOptions fields stored in a job's params (plus "image_urls" for edits).
@@ -53,13 +53,15 @@ class Requester:
 
     user_id: int
     guild_id: int | None
-    channel_id: int
+    channel_id: int  # where the job's messages go (a thread's own id)
     role_ids: frozenset[int] = frozenset()
     is_moderator: bool = False  # Manage Server, or Manage Messages in the channel
-    age_restricted_channel: bool = False
+    age_restricted_channel: bool = False  # a thread is age-restricted when its parent is
     interaction_token: str | None = field(default=None, repr=False)
     token_expires_at: datetime | None = None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    # The channel the guild's channel rules apply to: a thread's parent; None: ``channel_id``.
+    rules_channel_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +141,19 @@ class JobPresenter(Protocol):
 
 
 class DeliveryGate(Protocol):
-    """Issue 5's hook: may divert a completed job (approval mode) instead of posting it."""
+    """Approval mode's hook: may divert a completed job instead of posting it."""
 
     async def hold(self, job: Job) -> bool:
-        """True: the gate took the job (it is moved to AWAITING_APPROVAL); False: deliver now."""
+        """True: the gate takes the job (it is moved to AWAITING_APPROVAL); False: deliver now."""
+
+    async def held(self, job: Job) -> None:
+        """The job is now AWAITING_APPROVAL (called once the state is stored)."""
 
 
 JobListener = Callable[[Job], Awaitable[None]]
+# Told of every request a policy rule refused (the moderators' log wants blocked prompts).
+# Called synchronously on the request path: it must only schedule work, never wait.
+RefusalListener = Callable[[JobSpec, Requester, PolicyRefusal], None]
 
 
 class CancelResult(enum.StrEnum):

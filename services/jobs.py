@@ -21,7 +21,7 @@ Resume rules (``resume``), applied to every unfinished job at start-up:
   A clean shutdown waits for submits in progress, so only a crash leaves a job here.
 - SUBMITTED / QUEUED / RUNNING: followed again from the stored request_id, delivered once.
 - COMPLETED: downloaded again from the stored result URLs and delivered.
-- AWAITING_APPROVAL: left alone; a moderation service owns it (see ``DeliveryGate``).
+- AWAITING_APPROVAL: left alone; the moderation service owns it (see ``DeliveryGate``).
 Delivery is idempotent: DELIVERED is set by compare-and-set, a delivered job is never resumed,
 and the presenter's delivery rewrites the job's own status message (repeating it changes nothing)
 or sends its fallback with the job id as an enforced nonce.
@@ -63,13 +63,14 @@ from services.job_types import (
     JobPresenter,
     JobSpec,
     Progress,
+    RefusalListener,
     Requester,
     Reservation,
     build_request,
     make_params,
     request_for,
 )
-from services.policy import PolicyService, RequestContext
+from services.policy import PolicyRefusal, PolicyService, RequestContext
 from services.settings import JobTiming
 from storage import QuotaSettings, Storage
 from storage.models import Job, JobState, NewJob
@@ -135,6 +136,7 @@ class JobService:
         self._presenter: JobPresenter | None = None
         self._gate: DeliveryGate | None = None
         self._listeners: list[JobListener] = []
+        self._refusal_listeners: list[RefusalListener] = []
         self._active: dict[str, _Active] = {}
         self._in_flight: Counter[tuple[int, int | None]] = Counter()
         self._last_job_at: dict[tuple[int, int | None], datetime | None] = {}
@@ -155,12 +157,27 @@ class JobService:
     def bind(self, presenter: JobPresenter) -> None:
         self._presenter = presenter
 
+    @property
+    def presenter(self) -> JobPresenter | None:
+        return self._presenter
+
     def set_gate(self, gate: DeliveryGate | None) -> None:
         self._gate = gate
 
     def add_listener(self, listener: JobListener) -> None:
-        """Be told of every job that ends (delivered, failed, cancelled): e.g. a moderators' log."""
+        """Be told of every job the engine ends (delivered, failed, cancelled): the log."""
         self._listeners.append(listener)
+
+    def add_refusal_listener(self, listener: RefusalListener) -> None:
+        """Be told of every request a policy rule refused (e.g. blocked prompts, for the log)."""
+        self._refusal_listeners.append(listener)
+
+    def _refused(self, spec: JobSpec, who: Requester, refusal: PolicyRefusal) -> None:
+        for listener in self._refusal_listeners:
+            try:
+                listener(spec, who, refusal)
+            except Exception:
+                log.exception("user %s: a refusal listener failed", who.user_id)
 
     async def _notify(self, job: Job) -> None:
         for listener in self._listeners:
@@ -202,20 +219,24 @@ class JobService:
         # Counted before the first await: concurrent requests of one member see each other.
         self._in_flight[key] += 1
         try:
-            decision = await self._policy.check(
-                RequestContext(
-                    user_id=who.user_id,
-                    guild_id=who.guild_id,
-                    channel_id=who.channel_id,
-                    role_ids=who.role_ids,
-                    is_moderator=who.is_moderator,
-                    age_restricted_channel=who.age_restricted_channel,
-                    prompt=spec.prompt,
-                    safety=spec.safety,
-                    in_flight=self._in_flight[key] - 1,
-                    last_job_at=await self._last_job(who),
+            try:
+                decision = await self._policy.check(
+                    RequestContext(
+                        user_id=who.user_id,
+                        guild_id=who.guild_id,
+                        channel_id=who.rules_channel_id or who.channel_id,
+                        role_ids=who.role_ids,
+                        is_moderator=who.is_moderator,
+                        age_restricted_channel=who.age_restricted_channel,
+                        prompt=spec.prompt,
+                        safety=spec.safety,
+                        in_flight=self._in_flight[key] - 1,
+                        last_job_at=await self._last_job(who),
+                    )
                 )
-            )
+            except PolicyRefusal as refusal:
+                self._refused(spec, who, refusal)
+                raise
             params = make_params(request, decision, who.upload_limit, self._rng)
             job = await self._storage.jobs.create_reserved(
                 NewJob(
@@ -451,22 +472,35 @@ class JobService:
             log.info("job %s: cancel after timeout failed: %s", job.id, err)
 
     async def _complete(self, job: Job, active: _Active) -> None:
-        if self._gate is not None and await self._gate.hold(job):
+        gate = self._gate
+        if gate is not None and await gate.hold(job):
             held = await self._transition(job.id, JobState.AWAITING_APPROVAL, {JobState.COMPLETED})
             if held is not None:
                 active.finished = True
-                self._cancel_flush(active)
+                await self._quiet(active)  # no status edit may overwrite "waiting for approval"
+                try:
+                    await gate.held(held)
+                except Exception:
+                    log.exception("job %s: the approval gate failed (the job stays held)", job.id)
             return
         await self._deliver(job, active)
 
-    async def _deliver(self, job: Job, active: _Active | None) -> Job | None:
+    async def _deliver(
+        self, job: Job, active: _Active | None, fallback_urls: Sequence[str] = ()
+    ) -> Job | None:
         await self._yield_to_requests()
         async with self._steps:
-            return await self._deliver_now(job, active)
+            return await self._deliver_now(job, active, fallback_urls)
 
-    async def _deliver_now(self, job: Job, active: _Active | None) -> Job | None:
+    async def _deliver_now(
+        self, job: Job, active: _Active | None, fallback_urls: Sequence[str] = ()
+    ) -> Job | None:
         presenter = self._require_presenter()
         images, missing = await self._download(job)
+        if not images and fallback_urls:
+            # RunComfy's URLs expired (e.g. a result held for approval for days): use the copy
+            # the caller has (the moderators' log entry's attachments).
+            images, _ = await self.download(job.id, fallback_urls)
         if not images and not missing:
             return await self._fail(job.id, "RunComfy finished without any image.")
         if not images:
@@ -693,12 +727,17 @@ class JobService:
             return CancelResult.CANCELLED
         return CancelResult.FINISHED
 
-    async def release(self, job_id: str) -> Job | None:
-        """Issue 5's Approve: deliver a held job now."""
+    async def release(self, job_id: str, *, fallback_urls: Sequence[str] = ()) -> Job | None:
+        """Approve: deliver a held job now (``fallback_urls``: other copies of its images).
+
+        Returns the DELIVERED job, or None if it was not deliverable or delivery failed (then
+        it is FAILED, refunded and the member told, like any failed delivery).
+        """
         job = await self.get(job_id)
         if job.state not in _DELIVERABLE:
             return None
-        return await self._deliver(job, None)
+        done = await self._deliver(job, None, fallback_urls)
+        return done if done is not None and done.state == JobState.DELIVERED else None
 
     # -- start-up and shutdown --------------------------------------------------------------
 

@@ -123,7 +123,31 @@ class StudioEnv:
         context = {k: options.pop(k) for k in _INTERACTION_KEYS if k in options}
         return await self.discord.slash_command("imagine", {"prompt": prompt, **options}, **context)
 
+    async def admin(self, command: str, options: dict[str, Any] | None = None) -> str:
+        """``/admin <command>`` as the guild's admin; returns the (ephemeral) answer."""
+        sent = await self.discord.slash_command(
+            f"admin {command}", options or {}, user=self.discord.guild.admin
+        )
+        await sent.wait_for_callback()
+        assert sent.ephemeral and sent.callback_data is not None, sent.callback_data
+        return str(sent.callback_data["content"])
+
+    async def click(self, message: StoredMessage, label: str, **who: Any) -> SentInteraction:
+        """Click the button labelled ``label`` (user=, member_permissions=, ... pass through)."""
+        return await self.discord.click_button(message, button_id(message, label), **who)
+
     # -- looking at results -----------------------------------------------------------------
+
+    async def log_entry(
+        self,
+        channel_id: int,
+        check: Callable[[StoredMessage], bool] = lambda m: True,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> StoredMessage:
+        """A moderators' log entry (a message with an embed) in ``channel_id``."""
+        return await self.discord.wait_for_message(
+            lambda m: m.channel_id == channel_id and bool(m.embeds) and check(m), timeout=timeout
+        )
 
     async def acknowledged(self, sent: SentInteraction) -> StoredMessage:
         """The public status message the command was answered with."""
@@ -177,6 +201,15 @@ class StudioEnv:
             timeout=timeout,
             describe=f"message {message_id} to change",
         )
+
+
+def labels(message: StoredMessage) -> list[str]:
+    return [b["label"] for b in message.buttons()]
+
+
+def button_id(message: StoredMessage, label: str) -> str:
+    (button,) = [b for b in message.buttons() if b["label"] == label]
+    return str(button["custom_id"])
 
 
 def harness_settings(

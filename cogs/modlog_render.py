@@ -1,0 +1,198 @@
+"""What the moderators' log looks like: one embed per job or blocked prompt. Pure functions.
+
+User text is escaped (markdown and mentions) and clipped before escaping, so an escape sequence is
+never cut in half (a blocked prompt stays inside its spoiler). The messages are sent with no
+allowed mentions as well. The "Moderation" field records what moderators did; it is read back from
+the message when the entry is updated, so the history survives restarts without extra storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import discord
+
+from cogs.render import credits, escaped, options_line
+from services.moderation import BlockedAttempt
+from services.policy import discord_time
+from storage.models import Job, JobKind, JobState
+
+NOTES_FIELD = "Moderation"
+PROMPT_CHARS = 1500  # before escaping: at most ~3,000 after, within an embed's 4,096
+FIELD_CHARS = 1024
+
+_HEADS = {
+    JobState.DELIVERED: ("✅ Delivered", discord.Colour.green()),
+    JobState.FAILED: ("❌ Failed", discord.Colour.red()),
+    JobState.CANCELLED: ("🚫 Cancelled", discord.Colour.light_grey()),
+    JobState.REJECTED: ("⛔ Rejected", discord.Colour.dark_red()),
+    JobState.AWAITING_APPROVAL: ("⏳ Awaiting approval", discord.Colour.orange()),
+}
+
+
+def user_text(text: str, limit: int = PROMPT_CHARS) -> str:
+    """One line of user text, clipped, then escaped (never the other way round)."""
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return escaped(flat)
+
+
+def links(urls: Sequence[str], *, limit: int = FIELD_CHARS) -> str:
+    """``[1](url) · [2](url) …`` within ``limit`` characters, then "+N more"."""
+    parts: list[str] = []
+    used = 0
+    for index, url in enumerate(urls):
+        part = f"[{index + 1}]({url})"
+        rest = len(urls) - index
+        reserve = len(f" · +{rest} more")
+        if used + len(part) + 3 + reserve > limit:
+            parts.append(f"+{rest} more")
+            break
+        parts.append(part)
+        used += len(part) + 3
+    return " · ".join(parts) or "none"
+
+
+def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+def _cost(job: Job) -> str:
+    if job.state == JobState.DELIVERED:
+        committed = job.committed if job.committed is not None else job.cost
+        return f"{credits(committed)} committed" + (
+            f" (of {job.cost} reserved)" if committed != job.cost else ""
+        )
+    if job.state == JobState.AWAITING_APPROVAL:
+        return f"{credits(job.cost)} held"
+    return f"{credits(job.cost)}, refunded"
+
+
+def _notes_value(notes: Sequence[str]) -> str:
+    """The newest notes that fit in a field (older ones are dropped first)."""
+    kept: list[str] = []
+    used = 0
+    for note in reversed(notes):
+        if used + len(note) + 1 > FIELD_CHARS:
+            break
+        kept.append(note)
+        used += len(note) + 1
+    return "\n".join(reversed(kept))
+
+
+def job_entry(
+    job: Job,
+    *,
+    notes: Sequence[str] = (),
+    thumbnail: str | None = None,
+    image: str | None = None,
+) -> discord.Embed:
+    head, colour = _HEADS.get(job.state, (job.state.value, discord.Colour.default()))
+    kind = "Edit" if job.kind == JobKind.EDIT else "Imagine"
+    embed = discord.Embed(
+        title=f"{head} · {kind}",
+        description=user_text(job.prompt),
+        colour=colour,
+        timestamp=job.updated_at,
+    )
+    embed.add_field(name="Requester", value=f"<@{job.user_id}> (`{job.user_id}`)", inline=True)
+    where = f"<#{job.channel_id}>"
+    if job.age_restricted_channel:
+        where += " (age-restricted)"
+    embed.add_field(name="Channel", value=where, inline=True)
+    embed.add_field(name="Job", value=f"`{job.id}`", inline=True)
+    embed.add_field(name="Options", value=options_line(job), inline=False)
+    embed.add_field(name="Cost", value=_cost(job), inline=True)
+    inputs = [str(u) for u in job.params.get("image_urls", ())]
+    if inputs:
+        embed.add_field(name="Input images", value=links(inputs), inline=False)
+    output = _output(job)
+    if output:
+        embed.add_field(name="Output", value=output, inline=False)
+    if job.state == JobState.FAILED and job.error:
+        embed.add_field(name="Error", value=user_text(job.error, 900), inline=False)
+    if notes:
+        embed.add_field(name=NOTES_FIELD, value=_notes_value(notes), inline=False)
+    embed.set_footer(text=f"job {job.id}")
+    if image:
+        embed.set_image(url=image)
+    elif thumbnail:
+        embed.set_thumbnail(url=thumbnail)
+    return embed
+
+
+def _output(job: Job) -> str:
+    parts: list[str] = []
+    if job.state == JobState.DELIVERED:
+        if job.result_message_id is not None:
+            url = jump_url(job.guild_id, job.channel_id, job.result_message_id)
+            parts.append(f"[posted message]({url})")
+        else:
+            parts.append("removed from the channel")
+    if job.result_urls:
+        parts.append("RunComfy: " + links(job.result_urls, limit=FIELD_CHARS - 60))
+    return " · ".join(parts)
+
+
+def blocked_entry(attempt: BlockedAttempt) -> discord.Embed:
+    kind = "Edit" if attempt.kind == JobKind.EDIT else "Imagine"
+    embed = discord.Embed(
+        title=f"🛑 Blocked prompt · {kind}",
+        # spoilered: moderators choose to read it; escaping keeps it inside the spoiler
+        description=f"||{user_text(attempt.prompt)}||",
+        colour=discord.Colour.dark_red(),
+        timestamp=attempt.at,
+    )
+    embed.add_field(
+        name="Requester", value=f"<@{attempt.user_id}> (`{attempt.user_id}`)", inline=True
+    )
+    embed.add_field(name="Channel", value=f"<#{attempt.channel_id}>", inline=True)
+    matched = user_text(attempt.matched, 300) if attempt.matched else "unknown"
+    embed.add_field(name="Matched entry", value=matched, inline=True)
+    embed.add_field(
+        name="Options", value=f"{attempt.num_images}× {attempt.resolution}", inline=False
+    )
+    if attempt.image_urls:
+        embed.add_field(name="Input images", value=links(attempt.image_urls), inline=False)
+    embed.set_footer(text="Not sent to RunComfy; nothing was charged.")
+    return embed
+
+
+def read_notes(embed: discord.Embed | None) -> list[str]:
+    """The moderation notes already on an entry."""
+    if embed is None:
+        return []
+    for f in embed.fields:
+        if f.name == NOTES_FIELD and f.value:
+            return f.value.splitlines()
+    return []
+
+
+def with_notes(embed: discord.Embed, notes: Sequence[str]) -> discord.Embed:
+    """A copy of ``embed`` with its moderation notes replaced."""
+    copy = embed.copy()
+    for index, f in enumerate(copy.fields):
+        if f.name == NOTES_FIELD:
+            copy.remove_field(index)
+            break
+    if notes:
+        copy.add_field(name=NOTES_FIELD, value=_notes_value(notes), inline=False)
+    return copy
+
+
+def note(action: str, actor_id: int, at: datetime, *details: str) -> str:
+    extra = "".join(f" · {d}" for d in details if d)
+    return f"{action} by <@{actor_id}> {discord_time(at)}{extra}"
+
+
+def disabled_ids(components: Iterable[discord.Component]) -> set[str]:
+    """custom_ids of the disabled buttons on a message (actions already taken)."""
+    found: set[str] = set()
+    for row in components:
+        children = getattr(row, "children", [row])
+        for child in children:
+            if isinstance(child, discord.Button) and child.disabled and child.custom_id:
+                found.add(child.custom_id)
+    return found

@@ -1,0 +1,475 @@
+"""The moderators' side of the studio: the log, approval mode and the moderators' buttons.
+
+No discord imports: the Discord side implements ``ModLogSink`` (cogs/modlog.py) and checks the
+clicker's permissions; this service decides what happens and changes the stored state.
+
+Decisions:
+- Log: every job of a guild with a log channel is logged once it ends (delivered, failed,
+  cancelled, rejected), plus each prompt the blocklist refused. Posting runs in the background,
+  after delivery: a log that cannot be posted to (deleted channel, missing permission) is logged
+  with the job id and never delays or breaks delivery. The entry's message id is stored on the job
+  (``log_message_id``); a job that already has an entry (an approval) is not logged twice.
+- Approval mode holds a finished job only when the guild also has a log channel. Approval on
+  without a log channel (``/admin approval`` and ``/admin log-channel`` warn the admin when they
+  leave it so) delivers directly, and the bot's log names each job delivered unapproved. A held
+  job is AWAITING_APPROVAL: it survives restarts (the engine never delivers it on resume) and
+  the buttons carry its id. Turning approval off leaves jobs already waiting to the moderators.
+- If the approval entry cannot be posted, the job stays held (never posted unreviewed, never lost):
+  ``retry_held`` places it again at start-up and whenever a guild's log or approval setting
+  changes; if approval was turned off meanwhile, it is delivered.
+- Approve delivers through the engine (the requester's status message while the interaction token
+  lives, else a channel message mentioning them) and commits the credits. Reject moves the job to
+  REJECTED, which refunds in the same transaction (a rejected result always gives the credits
+  back), edits the requester's status message to a neutral notice without images, and DMs them
+  when the guild's DMs setting is on. Only if neither reaches them is a short notice (no prompt)
+  posted in the channel, mentioning them.
+- Remove deletes the public result message and clears ``result_message_id``: a DELIVERED job
+  without a result message was removed by a moderator, and /show refuses to post it again.
+- Refund applies to delivered jobs only (the others were refunded when they ended) and is
+  idempotent: a second click refunds nothing.
+- One moderator action per job at a time (a lock), so a double click or two moderators clicking
+  Approve and Reject together cannot both act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine, Hashable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from client.models import DownloadedImage
+from services.admin import AdminService
+from services.errors import JobNotFound, StudioError
+from services.job_types import JobSpec, Requester
+from services.jobs import JobService
+from services.policy import PolicyRefusal, PolicyService
+from storage import Storage
+from storage.models import Ban, Job, JobKind, JobState
+
+log = logging.getLogger(__name__)
+
+REJECTED_ERROR = "Not approved by a moderator."
+CLOSE_GRACE = 2.0  # seconds shutdown waits for log entries being posted
+
+
+class LogUnavailable(Exception):
+    """The log channel (or the message to act on) could not be used: deleted, no permission."""
+
+    def __init__(self, channel_id: int | None, problem: str) -> None:
+        super().__init__(f"channel {channel_id}: {problem}")
+        self.channel_id = channel_id
+        self.problem = problem
+
+
+class ModerationError(StudioError):
+    """A moderator action that could not be done; ``str()`` is the message for the moderator."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedAttempt:
+    """A prompt the blocklist refused: shown to moderators only, in the log."""
+
+    user_id: int
+    guild_id: int
+    channel_id: int
+    kind: JobKind
+    prompt: str
+    matched: str | None  # the blocklist entry that matched
+    num_images: int
+    resolution: str
+    image_urls: tuple[str, ...] = ()
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What a moderator's click did: ``done`` False means nothing changed (and why)."""
+
+    job: Job
+    done: bool
+    message: str
+
+
+class ModLogSink(Protocol):
+    """The Discord side of the log. Raises ``LogUnavailable`` when Discord refuses."""
+
+    async def post_job(self, channel_id: int, job: Job) -> int:
+        """Post the entry of a job that ended; returns the log message id."""
+
+    async def post_approval(
+        self,
+        channel_id: int,
+        job: Job,
+        images: Sequence[DownloadedImage],
+        missing: Sequence[str],
+    ) -> int:
+        """Post a held job with its images and Approve / Reject; returns the message id."""
+
+    async def post_blocked(self, channel_id: int, attempt: BlockedAttempt) -> int:
+        """Post a blocked prompt (spoilered) with the matched entry; returns the message id."""
+
+    async def show_held(self, job: Job) -> None:
+        """Tell the requester (their status message) that a moderator will look at it."""
+
+    async def show_rejected(self, job: Job, *, dm: bool) -> None:
+        """Tell the requester privately that the result was not approved (``dm``: allowed)."""
+
+    async def remove_result(self, job: Job) -> bool:
+        """Delete the job's public result message; False if it was already gone."""
+
+
+class ModerationService:
+    def __init__(
+        self,
+        storage: Storage,
+        jobs: JobService,
+        policy: PolicyService,
+        admin: AdminService,
+    ) -> None:
+        self._storage = storage
+        self._jobs = jobs
+        self._policy = policy
+        self._admin = admin
+        self._sink: ModLogSink | None = None
+        self._locks = KeyedLocks()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def attach(self) -> None:
+        """Hook into the job engine: the approval gate, job endings and refusals."""
+        self._jobs.set_gate(self)
+        self._jobs.add_listener(self.job_ended)
+        self._jobs.add_refusal_listener(self.refused)
+
+    def bind(self, sink: ModLogSink) -> None:
+        self._sink = sink
+
+    @property
+    def sink(self) -> ModLogSink | None:
+        return self._sink
+
+    # -- background work --------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._closing or self._sink is None:
+            work.close()
+            return
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        """Wait for log entries being posted (tests; shutdown)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def close(self) -> None:
+        """Stop: let entries on the wire finish for a moment, then drop the rest."""
+        self._closing = True
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.warning("moderators' log: %d entries not posted (shutting down)", len(pending))
+
+    # -- the log ----------------------------------------------------------------------------
+
+    async def job_ended(self, job: Job) -> None:
+        """The engine's listener: log a job that ended (unless it already has its entry)."""
+        if job.guild_id is None or job.log_message_id is not None:
+            return
+        self._spawn(self._log_job(job), name=f"modlog-{job.id}")
+
+    async def _log_job(self, job: Job) -> None:
+        assert job.guild_id is not None and self._sink is not None
+        try:
+            channel_id = (await self._policy.policy(job.guild_id)).log_channel_id
+            if channel_id is None:
+                return
+            message_id = await self._sink.post_job(channel_id, job)
+            await self._storage.jobs.set_fields(job.id, log_message_id=message_id)
+        except LogUnavailable as err:
+            log.warning("job %s: could not post to the moderators' log (%s)", job.id, err)
+        except Exception:
+            log.exception("job %s: moderators' log entry failed", job.id)
+
+    def refused(self, spec: JobSpec, who: Requester, refusal: PolicyRefusal) -> None:
+        """The engine's refusal listener: blocked prompts go to the log (nothing else does)."""
+        if refusal.rule != "blocklist" or who.guild_id is None:
+            return
+        attempt = BlockedAttempt(
+            user_id=who.user_id,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            kind=spec.kind,
+            prompt=spec.prompt,
+            matched=refusal.matched,
+            num_images=spec.num_images,
+            resolution=spec.resolution,
+            image_urls=tuple(spec.image_urls),
+        )
+        self._spawn(self._log_blocked(attempt), name=f"modlog-blocked-{who.user_id}")
+
+    async def _log_blocked(self, attempt: BlockedAttempt) -> None:
+        assert self._sink is not None
+        try:
+            channel_id = (await self._policy.policy(attempt.guild_id)).log_channel_id
+            if channel_id is None:
+                return
+            await self._sink.post_blocked(channel_id, attempt)
+            log.info("user %s: blocked prompt logged", attempt.user_id)
+        except LogUnavailable as err:
+            log.warning(
+                "user %s: could not log a blocked prompt in guild %s (%s)",
+                attempt.user_id,
+                attempt.guild_id,
+                err,
+            )
+        except Exception:
+            log.exception("user %s: logging a blocked prompt failed", attempt.user_id)
+
+    # -- approval mode (the engine's DeliveryGate) --------------------------------------------
+
+    async def hold(self, job: Job) -> bool:
+        if job.guild_id is None:
+            return False
+        policy = await self._policy.policy(job.guild_id)
+        if not policy.approval_mode:
+            return False
+        if policy.log_channel_id is None:
+            log.warning(
+                "job %s: approval mode is on in guild %s but no log channel is set;"
+                " delivering without approval",
+                job.id,
+                job.guild_id,
+            )
+            return False
+        return self._sink is not None
+
+    async def held(self, job: Job) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            await sink.show_held(job)
+        except Exception:
+            log.exception("job %s: could not tell the requester it awaits approval", job.id)
+        # In the background, tracked: a shutdown waits for the entry and its stored id.
+        self._spawn(self._place_quietly(job.id), name=f"modlog-held-{job.id}")
+
+    async def _place_quietly(self, job_id: str) -> None:
+        try:
+            await self._place_once(job_id)
+        except Exception:
+            log.exception("job %s: placing a held job failed", job_id)
+
+    async def _place_once(self, job_id: str) -> None:
+        """Place a held job unless it already has its entry (start-up retries race the engine)."""
+        async with self._locks.hold(job_id):
+            job = await self._storage.jobs.get(job_id)
+            if job is None or job.state != JobState.AWAITING_APPROVAL:
+                return
+            if job.log_message_id is not None:
+                return
+            await self._place_held(job)
+
+    async def _place_held(self, job: Job) -> None:
+        """Put a held job in front of moderators, or deliver it if approval no longer applies."""
+        assert job.guild_id is not None and self._sink is not None
+        policy = await self._policy.policy(job.guild_id)
+        if not policy.approval_mode or policy.log_channel_id is None:
+            log.info("job %s: approval no longer required here; delivering", job.id)
+            await self._jobs.release(job.id)
+            return
+        images, missing = await self._jobs.download(job.id, job.result_urls)
+        try:
+            message_id = await self._sink.post_approval(policy.log_channel_id, job, images, missing)
+        except LogUnavailable as err:
+            log.warning(
+                "job %s: held for approval, but the log could not be posted to (%s); it stays"
+                " held until the log works (retried on restart and when the setting changes)",
+                job.id,
+                err,
+            )
+            return
+        await self._storage.jobs.set_fields(job.id, log_message_id=message_id)
+        log.info("job %s: awaiting approval (log message %s)", job.id, message_id)
+
+    async def retry_held(self, guild_id: int | None = None) -> int:
+        """Place held jobs that have no log entry yet (all guilds when None); how many."""
+        if self._sink is None:
+            return 0
+        count = 0
+        for job in await self._storage.jobs.unfinished():
+            if (
+                job.state != JobState.AWAITING_APPROVAL
+                or job.log_message_id is not None
+                or job.guild_id is None
+                or (guild_id is not None and job.guild_id != guild_id)
+            ):
+                continue
+            count += 1
+            await self._place_quietly(job.id)
+        return count
+
+    def settings_changed(self, guild_id: int) -> None:
+        """A guild's log or approval setting changed: held jobs without an entry are retried."""
+        self._spawn(self._retry_quietly(guild_id), name=f"modlog-retry-{guild_id}")
+
+    def start(self) -> None:
+        """At start-up: place held jobs whose entry could not be posted before."""
+        self._spawn(self._retry_quietly(None), name="modlog-resume")
+
+    async def _retry_quietly(self, guild_id: int | None) -> None:
+        try:
+            count = await self.retry_held(guild_id)
+        except Exception:
+            log.exception("retrying held jobs failed (guild %s)", guild_id)
+            return
+        if count:
+            log.info("held jobs without a log entry retried: %d", count)
+
+    # -- the moderators' buttons (permissions are checked by the caller) ----------------------
+
+    async def job_in(self, guild_id: int, job_id: str) -> Job:
+        """The job, if it belongs to this guild (a log in one guild never acts on another's)."""
+        job = await self._storage.jobs.get(job_id)
+        if job is None or job.guild_id != guild_id:
+            raise JobNotFound(job_id)
+        return job
+
+    async def approve(
+        self, guild_id: int, job_id: str, *, actor_id: int, fallback_urls: Sequence[str] = ()
+    ) -> ActionResult:
+        async with self._locks.hold(job_id):
+            job = await self.job_in(guild_id, job_id)
+            if job.state != JobState.AWAITING_APPROVAL:
+                return ActionResult(job, False, _not_waiting(job))
+            log.info("job %s: approved by user %s", job_id, actor_id)
+            delivered = await self._jobs.release(job_id, fallback_urls=fallback_urls)
+            job = delivered or await self.job_in(guild_id, job_id)
+            if delivered is None:
+                why = job.error or "it could not be posted"
+                return ActionResult(job, True, f"Approved, but the result was not posted: {why}")
+            return ActionResult(
+                job, True, f"Approved: the result is posted in <#{job.channel_id}>."
+            )
+
+    async def reject(self, guild_id: int, job_id: str, *, actor_id: int) -> ActionResult:
+        async with self._locks.hold(job_id):
+            job = await self.job_in(guild_id, job_id)
+            if job.state != JobState.AWAITING_APPROVAL:
+                return ActionResult(job, False, _not_waiting(job))
+            rejected = await self._storage.jobs.transition(
+                job_id,
+                JobState.REJECTED,
+                expected={JobState.AWAITING_APPROVAL},
+                error=REJECTED_ERROR,
+            )
+            if rejected is None:
+                job = await self.job_in(guild_id, job_id)
+                return ActionResult(job, False, _not_waiting(job))
+            log.info("job %s: -> rejected by user %s (credits refunded)", job_id, actor_id)
+            dm = await self._policy.may_dm_members(guild_id)
+            if self._sink is not None:
+                try:
+                    await self._sink.show_rejected(rejected, dm=dm)
+                except Exception:
+                    log.exception("job %s: could not tell the requester of the rejection", job_id)
+            how = "by DM and on their status message" if dm else "on their status message"
+            return ActionResult(
+                rejected, True, f"Rejected: <@{job.user_id}> was told {how}; credits refunded."
+            )
+
+    async def remove(self, guild_id: int, job_id: str, *, actor_id: int) -> ActionResult:
+        async with self._locks.hold(job_id):
+            job = await self.job_in(guild_id, job_id)
+            if job.state != JobState.DELIVERED:
+                return ActionResult(job, False, f"Job `{job.id}` has no posted result.")
+            if job.result_message_id is None:
+                return ActionResult(job, False, "The result was already removed.")
+            assert self._sink is not None
+            try:
+                existed = await self._sink.remove_result(job)
+            except LogUnavailable as err:
+                raise ModerationError(f"The result could not be deleted: {err.problem}") from err
+            job = await self._storage.jobs.set_fields(job_id, result_message_id=None) or job
+            log.info("job %s: result removed by user %s", job_id, actor_id)
+            if not existed:
+                return ActionResult(job, True, "The result message was already deleted.")
+            return ActionResult(job, True, f"Removed the result from <#{job.channel_id}>.")
+
+    async def refund(self, guild_id: int, job_id: str, *, actor_id: int) -> ActionResult:
+        async with self._locks.hold(job_id):
+            job = await self.job_in(guild_id, job_id)
+            if job.state != JobState.DELIVERED:
+                return ActionResult(
+                    job, False, f"Nothing to refund: job `{job.id}` is {job.state.value}."
+                )
+            amount = job.committed or 0
+            refunded = await self._admin.refund_job(guild_id, job_id)
+            if not refunded:
+                return ActionResult(job, False, f"Job `{job.id}` was already refunded.")
+            log.info("job %s: %d credits refunded by user %s", job_id, amount, actor_id)
+            return ActionResult(job, True, f"Refunded {amount} credits to <@{job.user_id}>.")
+
+    async def ban(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        actor_id: int,
+        reason: str | None,
+        duration: str | timedelta | None,
+    ) -> Ban:
+        """Ban a member from the studio (the admin service validates reason and duration)."""
+        ban = await self._admin.ban(
+            guild_id, user_id, actor_id=actor_id, reason=reason, duration=duration
+        )
+        log.info("user %s: banned in guild %s by user %s", user_id, guild_id, actor_id)
+        return ban
+
+
+def _not_waiting(job: Job) -> str:
+    return f"Job `{job.id}` is no longer waiting for approval (it is {job.state.value})."
+
+
+class KeyedLocks:
+    """One asyncio lock per key (a job id, a message id), dropped when nobody uses it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+__all__ = [
+    "ActionResult",
+    "BlockedAttempt",
+    "KeyedLocks",
+    "LogUnavailable",
+    "ModLogSink",
+    "ModerationError",
+    "ModerationService",
+]
