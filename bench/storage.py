@@ -9,6 +9,9 @@ Run from the checkout: ``.venv/bin/python bench/storage.py`` (``--help`` for siz
    a fresh file; the median and the best are printed (the machine may be shared).
 2. ``jobs.unfinished()`` with ``--jobs`` jobs stored (default 100,000), ``--unfinished`` of them
    (default 100) not finished: median and worst of repeated calls.
+3. On that same large history, the bot's real reservation path (``create_reserved`` with
+   ``max_in_flight``, which counts the member's unfinished jobs inside the transaction) + deliver,
+   and the per-member reads asked on each request (``last_created_at``, ``in_flight_count``).
 """
 
 from __future__ import annotations
@@ -47,13 +50,17 @@ def _new_job(user: int) -> NewJob:
 
 
 async def _pairs(
-    storage: Storage, users: int, per_user: int, via_transition: bool
+    storage: Storage,
+    users: int,
+    per_user: int,
+    via_transition: bool,
+    max_in_flight: int | None = None,
 ) -> tuple[float, float]:
     """Run users x per_user pairs concurrently; returns (pairs per second, CPU µs per pair)."""
 
     async def member(user: int) -> None:
         for _ in range(per_user):
-            job = await storage.jobs.create_reserved(_new_job(user))
+            job = await storage.jobs.create_reserved(_new_job(user), max_in_flight=max_in_flight)
             if via_transition:
                 await storage.jobs.transition(job.id, JobState.DELIVERED, result_urls=["u"])
             else:
@@ -93,6 +100,25 @@ async def _time_unfinished(storage: Storage, runs: int) -> tuple[float, float, i
     return statistics.median(timings), max(timings), found
 
 
+async def _time_member_reads(storage: Storage, users: int, runs: int) -> str:
+    """Median µs of the per-request reads, for members spread over the history."""
+    figures = []
+    for name, call in (
+        ("last_created_at", lambda u: storage.jobs.last_created_at(u, 1000 + u % GUILDS)),
+        (
+            "in_flight_count",
+            lambda u: storage.jobs.in_flight_count(user_id=u, guild_id=1000 + u % GUILDS),
+        ),
+    ):
+        timings = []
+        for i in range(runs):
+            started = time.perf_counter()
+            await call(1 + i % users)
+            timings.append(time.perf_counter() - started)
+        figures.append(f"{name} median {statistics.median(timings) * 1e6:.0f} µs")
+    return ", ".join(figures)
+
+
 async def _throughput(folder: Path, args: argparse.Namespace, via_transition: bool) -> str:
     """Each repeat on a fresh file; returns the figures as one line."""
     quota = QuotaSettings(default_daily_credits=10**6)
@@ -121,6 +147,9 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--unfinished", type=int, default=100)
     parser.add_argument("--runs", type=int, default=50, help="unfinished() calls to time")
+    parser.add_argument(
+        "--history-pairs", type=int, default=10_000, help="pairs on the large history (3.)"
+    )
     args = parser.parse_args()
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -144,6 +173,17 @@ async def main() -> None:
                 f"unfinished() with {args.jobs:,} jobs stored, {found} unfinished:"
                 f" median {median * 1000:.2f} ms, worst {worst * 1000:.2f} ms"
                 f" over {args.runs} calls"
+            )
+            print(
+                f"per-member reads with {args.jobs:,} jobs stored: "
+                + await _time_member_reads(storage, args.users, args.runs)
+            )
+            per_user = max(1, args.history_pairs // args.users)
+            rate, cpu = await _pairs(storage, args.users, per_user, True, max_in_flight=3)
+            print(
+                f"create_reserved(max_in_flight=3) + transition(DELIVERED) with {args.jobs:,}"
+                f" jobs stored: {rate:,.0f} pairs/s; CPU {cpu:.0f} µs/pair"
+                f" ({args.users} users x {per_user} pairs)"
             )
             assert await storage.quota.audit() == [], "the books do not balance"
             print(f"database file: {path.stat().st_size / 2**20:.1f} MiB; books balance")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from storage.clock import Clock, as_utc, from_db, from_db_opt, next_midnight, quota_day, to_db
+from storage.clock import Clock, from_db, from_db_opt, next_midnight, quota_day, to_db, to_db_opt
 from storage.db import Database
 from storage.migrations import UNFINISHED
 from storage.models import (
@@ -47,6 +48,9 @@ from storage.quota import (
     standing,
 )
 from storage.settings import QuotaSettings
+from storage.validate import aware_time, opt_aware_time, opt_snowflake, opt_text, whole
+
+log = logging.getLogger(__name__)
 
 # Job ids: 10 url-safe characters, 5 from the creation time (seconds) and 5 random (30 bits; a
 # clash is retried). The alphabet is in ASCII order, so ids sort by creation time: new rows land
@@ -71,21 +75,9 @@ ON CONFLICT (id) DO NOTHING
 """
 
 
-def _opt_str(name: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidSettingError(name, f"must be text or None, got {type(value).__name__}")
-    return value
-
-
 def _opt_error(name: str, value: Any) -> str | None:
-    text = _opt_str(name, value)
+    text = opt_text(name, value)
     return None if text is None else text[:MAX_ERROR_LENGTH]
-
-
-def _opt_snowflake(name: str, value: Any) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-        raise InvalidSettingError(name, f"must be a positive whole number or None, got {value!r}")
-    return value
 
 
 def _urls(name: str, value: Any) -> str:
@@ -97,25 +89,18 @@ def _urls(name: str, value: Any) -> str:
 
 
 def _opt_time(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise InvalidSettingError(name, "must be a datetime or None")
-    try:
-        return to_db(as_utc(value, name=name))
-    except ValueError as exc:
-        raise InvalidSettingError(name, "must be timezone-aware") from exc
+    return to_db_opt(opt_aware_time(name, value))
 
 
 # The columns transition() and set_fields() may change, each with its encoder.
 _FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "request_id": _opt_str,
+    "request_id": opt_text,
     "error": _opt_error,
     "result_urls": _urls,
-    "status_message_id": _opt_snowflake,
-    "result_message_id": _opt_snowflake,
-    "log_message_id": _opt_snowflake,
-    "interaction_token": _opt_str,
+    "status_message_id": opt_snowflake,
+    "result_message_id": opt_snowflake,
+    "log_message_id": opt_snowflake,
+    "interaction_token": opt_text,
     "token_expires_at": _opt_time,
 }
 
@@ -171,18 +156,17 @@ def _validate_new(new: NewJob) -> tuple[JobKind, str, str | None]:
     except ValueError:
         raise InvalidSettingError("kind", f"must be one of {', '.join(JobKind)}") from None
     for name in ("user_id", "channel_id"):
-        if _opt_snowflake(name, getattr(new, name)) is None:
+        if opt_snowflake(name, getattr(new, name)) is None:
             raise InvalidSettingError(name, "is required")
-    _opt_snowflake("guild_id", new.guild_id)
-    if isinstance(new.cost, bool) or not isinstance(new.cost, int) or new.cost < 0:
-        raise InvalidSettingError("cost", f"must be a whole number of 0 or more, got {new.cost!r}")
+    opt_snowflake("guild_id", new.guild_id)
+    whole("cost", new.cost, 0)
     if not isinstance(new.prompt, str):
         raise InvalidSettingError("prompt", "must be text")
     try:
         params = json.dumps(new.params, separators=(",", ":"), sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise InvalidSettingError("params", f"must be JSON-serialisable: {exc}") from exc
-    _opt_str("interaction_token", new.interaction_token)
+    opt_text("interaction_token", new.interaction_token)
     return kind, params, _opt_time("token_expires_at", new.token_expires_at)
 
 
@@ -223,6 +207,57 @@ def _transition_sql(fields: tuple[str, ...], states: int | None, settle: str = "
     )
 
 
+def transition_op(
+    job_id: str,
+    to: JobState,
+    states: tuple[JobState, ...] | None,
+    encoded: dict[str, Any],
+    at: str,
+    delivered_cost: int | None = None,
+) -> Callable[[sqlite3.Connection], sqlite3.Row | None]:
+    """The write behind JobStore.transition (arguments already checked); returns the new row.
+
+    Entering DELIVERED settles the reservation as a commit, entering CANCELLED/FAILED/REJECTED as
+    a refund, in the same UPDATE (``settled = 0`` in its WHERE makes that happen once per job).
+    """
+    n_states = None if states is None else len(states)
+    head = (to.value, at, *encoded.values())
+    tail = (job_id, *(s.value for s in states or ()))
+    plain_sql = _transition_sql(tuple(encoded), n_states)
+    settle_sql, settle_args = "", ()
+    if to is JobState.DELIVERED:
+        settle_sql = _transition_sql(tuple(encoded), n_states, SETTLE_COMMIT)
+        settle_args = (*head, delivered_cost, delivered_cost, *tail)
+    elif to in _REFUNDING:
+        settle_sql = _transition_sql(tuple(encoded), n_states, SETTLE_REFUND)
+        settle_args = (*head, *tail)
+
+    def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+        if settle_sql:
+            # The usual case: the state changes and the reservation settles, in one UPDATE.
+            row = fetch_one(conn.execute(settle_sql, settle_args))
+            if row is not None:
+                record_settlement(conn, row, at)
+                return row
+        # The job is missing, in another state, or its reservation was settled before.
+        row = fetch_one(conn.execute(plain_sql, (*head, *tail)))
+        if row is not None and to in _REFUNDING and row["committed"]:
+            # Already charged (e.g. rejected after delivery): give the committed credits back
+            # (once, and not if a reset already gave them back; see settle_refund).
+            settle_refund(conn, job_id, at)
+        return row
+
+    return run
+
+
+# The member's unfinished jobs in one guild (guild_id None: DMs); index jobs_unfinished_by_member.
+_MEMBER_IN_FLIGHT_SQL = (
+    f"SELECT count(*) FROM jobs WHERE {UNFINISHED} AND user_id = ? AND guild_id IS ?"
+)
+
+ABANDONED_ERROR = "the request was cancelled before its job was handed back; credits refunded"
+
+
 class JobStore:
     def __init__(self, db: Database, settings: QuotaSettings, clock: Clock) -> None:
         self._db = db
@@ -243,26 +278,27 @@ class JobStore:
         the global daily cap: QuotaExceededError names the limit passed. With ``max_in_flight``,
         also refuses (TooManyJobsError) when the member already has that many unfinished jobs in
         this guild (None: DMs), atomically, so a double click cannot slip past it.
+
+        If the caller is cancelled while this runs, either nothing was written, or the job was
+        written and is then failed at once with its credits refunded (``ABANDONED_ERROR``), so
+        a job nobody knows about never holds the member's credits or in-flight slot.
         """
         kind, params, token_expires_at = _validate_new(new)
-        if max_in_flight is not None and (isinstance(max_in_flight, bool) or max_in_flight < 1):
-            raise InvalidSettingError("max_in_flight", "must be a whole number of 1 or more")
-        now = as_utc(now or self._clock(), name="now")
+        if max_in_flight is not None:
+            whole("max_in_flight", max_in_flight, 1)
+        now = aware_time("now", now or self._clock())
         day = quota_day(now)
         created = to_db(now)
-        resets_at = next_midnight(now)
 
         def run(conn: sqlite3.Connection) -> str:
             if max_in_flight is not None:
                 in_flight = conn.execute(
-                    f"SELECT count(*) FROM jobs WHERE {UNFINISHED}"
-                    " AND user_id = ? AND guild_id IS ?",
-                    (new.user_id, new.guild_id),
+                    _MEMBER_IN_FLIGHT_SQL, (new.user_id, new.guild_id)
                 ).fetchone()[0]
                 if in_flight >= max_in_flight:
                     raise TooManyJobsError(in_flight=in_flight, allowed=max_in_flight)
             s = standing(conn, self._settings, new.user_id, new.guild_id, day, role_ids)
-            check_reservation(s, new.cost, resets_at)
+            check_reservation(s, new.cost, next_midnight(now))
             if (
                 new.parent_job_id is not None
                 and not conn.execute(
@@ -308,8 +344,17 @@ class JobStore:
             )
             return job_id
 
+        def release(job_id: str) -> Callable[[sqlite3.Connection], Any]:
+            log.warning(
+                "job %s: its request was cancelled while it was reserved; releasing", job_id
+            )
+            failed = {"error": ABANDONED_ERROR}
+            return transition_op(job_id, JobState.FAILED, (JobState.RESERVED,), failed, created)
+
         # The Job is built here, on the event loop, while the database thread runs other writes.
-        job_id = await self._db.write(run)
+        job_id = await self._db.write(
+            run, undo=release, what=f"a reservation for user {new.user_id}"
+        )
         return Job(
             id=job_id,
             kind=kind,
@@ -347,9 +392,11 @@ class JobStore:
 
         ``expected`` None means any unfinished state. Entering DELIVERED commits
         ``delivered_cost`` (default: the full cost) and refunds the rest; entering CANCELLED,
-        FAILED or REJECTED refunds; both in this transaction and at most once per job. ``fields``
-        (request_id, error, result_urls, status_message_id, result_message_id, log_message_id,
-        interaction_token, token_expires_at) are written with the state.
+        FAILED or REJECTED refunds; both in this transaction and at most once per job. Leaving
+        DELIVERED for REJECTED (named in ``expected``) refunds the committed credits, like
+        QuotaStore.refund. ``fields`` (request_id, error, result_urls, status_message_id,
+        result_message_id, log_message_id, interaction_token, token_expires_at) are written
+        with the state.
         """
         to = JobState(to)
         encoded = _encode_fields(fields)
@@ -360,33 +407,7 @@ class JobStore:
         if states == ():
             return None
         at = to_db(self._clock())
-        n_states = None if states is None else len(states)
-        head = (to.value, at, *encoded.values())
-        tail = (job_id, *(s.value for s in states or ()))
-        plain_sql = _transition_sql(tuple(encoded), n_states)
-        settle_sql, settle_args = "", ()
-        if to is JobState.DELIVERED:
-            settle_sql = _transition_sql(tuple(encoded), n_states, SETTLE_COMMIT)
-            settle_args = (*head, delivered_cost, delivered_cost, *tail)
-        elif to in _REFUNDING:
-            settle_sql = _transition_sql(tuple(encoded), n_states, SETTLE_REFUND)
-            settle_args = (*head, *tail)
-
-        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            if settle_sql:
-                # The usual case: the state changes and the reservation settles, in one UPDATE.
-                row = fetch_one(conn.execute(settle_sql, settle_args))
-                if row is not None:
-                    record_settlement(conn, row, at)
-                    return row
-            # The job is missing, in another state, or its reservation was settled before.
-            row = fetch_one(conn.execute(plain_sql, (*head, *tail)))
-            if row is not None and to in _REFUNDING and row["committed"]:
-                # Already charged (e.g. rejected after delivery): give the committed credits back.
-                settle_refund(conn, job_id, at)
-            return row
-
-        row = await self._db.write(run)
+        row = await self._db.write(transition_op(job_id, to, states, encoded, at, delivered_cost))
         return None if row is None else job_from_row(row)
 
     async def set_fields(self, job_id: str, **fields: Any) -> Job | None:
@@ -432,10 +453,12 @@ class JobStore:
         sql = f"SELECT count(*) FROM jobs WHERE {UNFINISHED}"
         args: list[int] = []
         if user_id is not None:
-            sql += " AND user_id = ?"
+            sql += " AND user_id = ?"  # index jobs_unfinished_by_member
             args.append(user_id)
         if guild_id is not None:
-            sql += " AND guild_id = ?"
+            # Unary + keeps SQLite from walking the guild's whole history in jobs_by_guild
+            # instead of the few unfinished jobs in jobs_unfinished(_by_member).
+            sql += " AND +guild_id = ?" if user_id is None else " AND guild_id = ?"
             args.append(guild_id)
         return await self._db.query(lambda c: c.execute(sql, args).fetchone()[0])
 
@@ -470,7 +493,7 @@ class JobStore:
         self, guild_id: int | None, since: datetime, *, top: int = TOP_USERS
     ) -> GuildStats:
         """What the guild (None: DMs) generated from ``since`` on, for moderators."""
-        since = as_utc(since, name="since")
+        since = aware_time("since", since)
         start = to_db(since)
 
         def run(conn: sqlite3.Connection) -> GuildStats:

@@ -2,16 +2,18 @@
 
 ``PRAGMA user_version`` holds how many migrations the file has had. Opening applies the missing
 ones, in order, inside a single ``BEGIN IMMEDIATE`` transaction together with the new version
-number, so an upgrade either happens completely or not at all. A file with a higher version than
-this code knows is refused with :class:`SchemaTooNewError` (an older bot must not write to a
-schema it does not understand). Migrations are append-only: never edit one that has shipped,
-add the next.
+number, so an upgrade either happens completely or not at all (user_version lives in the
+database header, so it commits or rolls back with the rest). A file with a higher version than
+this code knows is refused with :class:`SchemaTooNewError` before anything is written to it,
+not even the switch to WAL (an older bot must not write to a schema it does not understand).
+Migrations are append-only: never edit one that has shipped, add the next.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from storage.db import write_txn
 from storage.models import SchemaTooNewError
 
 # "Not terminal", as the partial index jobs_unfinished spells it. Queries that want the index
@@ -221,12 +223,28 @@ _V2 = (
     "CREATE INDEX jobs_by_guild ON jobs (guild_id, created_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# v3: indexes for the per-member questions asked on every request. Without them SQLite answers
+# "how many unfinished jobs has this member here" (asked inside every reservation) and "when did
+# they last ask here" by walking the guild's whole history (measured: ~10 ms at 100,000 jobs).
+_V3 = (
+    f"CREATE INDEX jobs_unfinished_by_member ON jobs (user_id, guild_id) WHERE {UNFINISHED}",
+    "CREATE INDEX jobs_by_member ON jobs (user_id, guild_id, created_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 LATEST_VERSION = len(MIGRATIONS)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def refuse_newer(conn: sqlite3.Connection) -> int:
+    """The file's version; SchemaTooNewError if this code is too old for it. Writes nothing."""
+    found = schema_version(conn)
+    if found > LATEST_VERSION:
+        raise SchemaTooNewError(found, LATEST_VERSION)
+    return found
 
 
 def migrate(conn: sqlite3.Connection, *, target: int = LATEST_VERSION) -> tuple[int, int]:
@@ -237,20 +255,16 @@ def migrate(conn: sqlite3.Connection, *, target: int = LATEST_VERSION) -> tuple[
     """
     if not 0 <= target <= LATEST_VERSION:
         raise ValueError(f"target: must be from 0 to {LATEST_VERSION}, got {target}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        found = schema_version(conn)
-        if found > LATEST_VERSION:
-            raise SchemaTooNewError(found, LATEST_VERSION)
+
+    def run(conn: sqlite3.Connection) -> int:
+        # Checked again under the write lock: another process may have upgraded meanwhile.
+        found = refuse_newer(conn)
         for statements in MIGRATIONS[found:target]:
             for statement in statements:
                 conn.execute(statement)
         if target > found:
-            # user_version is part of the database header, so it commits or rolls back with us.
             conn.execute(f"PRAGMA user_version = {int(target)}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        return found
+
+    found = write_txn(conn, run)
     return found, max(found, target)

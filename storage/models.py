@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -127,6 +128,22 @@ class LedgerEntry:
 
 class StorageError(Exception):
     """Root of the storage layer's errors."""
+
+
+class DatabaseOpenError(StorageError, OSError):
+    """The database file cannot be opened or created: ``path`` names it, ``problem`` says why.
+
+    Also an OSError, so callers that catch OSError for "cannot open the file" keep working.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"cannot open the database {path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+    def __str__(self) -> str:
+        # OSError would format its own args; we want exactly the message above.
+        return f"cannot open the database {self.path}: {self.problem}"
 
 
 class SchemaTooNewError(StorageError):

@@ -16,9 +16,17 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from storage.clock import Clock, as_utc, from_db, from_db_opt, to_db, to_db_opt
+from storage.clock import Clock, from_db, from_db_opt, to_db, to_db_opt
 from storage.db import Database
 from storage.models import Ban, BlocklistEntry, GuildPolicy, InvalidSettingError
+from storage.validate import (
+    aware_time,
+    opt_aware_time,
+    opt_snowflake,
+    opt_text,
+    snowflake,
+    whole,
+)
 
 # RunComfy's safety_tolerance runs from 1 (strictest) to 6 (most permissive).
 MIN_SAFETY, MAX_SAFETY = 1, 6
@@ -28,26 +36,8 @@ MAX_CREDITS = 1_000_000
 MAX_PATTERN_LENGTH = 200
 
 
-def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidSettingError(name, f"must be a whole number from {low} to {high}")
-    return value
-
-
-def _snowflake(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidSettingError(
-            name, f"must be a Discord id (positive whole number), not {value!r}"
-        )
-    return value
-
-
-def _opt_snowflake(name: str, value: Any) -> int | None:
-    return None if value is None else _snowflake(name, value)
-
-
 def _credits(name: str, value: Any) -> int:
-    return _whole(name, value, 0, MAX_CREDITS)
+    return whole(name, value, 0, MAX_CREDITS)
 
 
 def _opt_credits(name: str, value: Any) -> int | None:
@@ -63,11 +53,11 @@ def _flag(name: str, value: Any) -> bool:
 def _id_set(name: str, value: Any) -> frozenset[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidSettingError(name, "must be a collection of Discord ids (empty: all)")
-    return frozenset(_snowflake(name, v) for v in value)
+    return frozenset(snowflake(name, v) for v in value)
 
 
 def _safety(name: str, value: Any) -> int:
-    return _whole(name, value, MIN_SAFETY, MAX_SAFETY)
+    return whole(name, value, MIN_SAFETY, MAX_SAFETY)
 
 
 # The fields update() may change, each with its validator.
@@ -78,10 +68,10 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "daily_cap": _opt_credits,
     "max_safety": _safety,
     "max_safety_age_restricted": _safety,
-    "log_channel_id": _opt_snowflake,
+    "log_channel_id": opt_snowflake,
     "approval_mode": _flag,
-    "cooldown_seconds": lambda n, v: _whole(n, v, 0, MAX_COOLDOWN_SECONDS),
-    "max_jobs_in_flight": lambda n, v: _whole(n, v, 1, MAX_JOBS_IN_FLIGHT),
+    "cooldown_seconds": lambda n, v: whole(n, v, 0, MAX_COOLDOWN_SECONDS),
+    "max_jobs_in_flight": lambda n, v: whole(n, v, 1, MAX_JOBS_IN_FLIGHT),
     "dms_enabled": _flag,
 }
 _ELSEWHERE = {"guild_id": "cannot be changed", "role_tiers": "set with set_role_tier()"}
@@ -198,12 +188,12 @@ class PolicyStore:
 
     async def get(self, guild_id: int) -> GuildPolicy:
         """The guild's rules; the defaults if it never configured anything."""
-        _snowflake("guild_id", guild_id)
+        snowflake("guild_id", guild_id)
         return await self._db.read(lambda c: _policy(c, guild_id))
 
     async def update(self, guild_id: int, /, **fields: Any) -> GuildPolicy:
         """Change the named fields (others keep their values); returns the new policy."""
-        _snowflake("guild_id", guild_id)
+        snowflake("guild_id", guild_id)
         clean = validate_policy_fields(fields)
         at = self._clock()
 
@@ -216,8 +206,8 @@ class PolicyStore:
 
     async def set_role_tier(self, guild_id: int, role_id: int, credits: int | None) -> None:
         """Members with this role get ``credits`` a day (the best of their tiers); None removes."""
-        _snowflake("guild_id", guild_id)
-        _snowflake("role_id", role_id)
+        snowflake("guild_id", guild_id)
+        snowflake("role_id", role_id)
         credits = _opt_credits("credits", credits)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -236,8 +226,8 @@ class PolicyStore:
 
     async def set_user_override(self, guild_id: int, user_id: int, credits: int | None) -> None:
         """The member gets exactly ``credits`` a day in this guild, whatever their roles."""
-        _snowflake("guild_id", guild_id)
-        _snowflake("user_id", user_id)
+        snowflake("guild_id", guild_id)
+        snowflake("user_id", user_id)
         credits = _opt_credits("credits", credits)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -269,9 +259,9 @@ class PolicyStore:
         self, guild_id: int, pattern: str, *, is_regex: bool, added_by: int | None
     ) -> BlocklistEntry:
         """Block prompts matching ``pattern`` (words, or a regex); adding twice is a no-op."""
-        _snowflake("guild_id", guild_id)
+        snowflake("guild_id", guild_id)
         _flag("is_regex", is_regex)
-        _opt_snowflake("added_by", added_by)
+        opt_snowflake("added_by", added_by)
         if not isinstance(pattern, str) or not pattern.strip():
             raise InvalidSettingError("pattern", "must be non-empty text")
         pattern = pattern.strip()
@@ -330,20 +320,13 @@ class PolicyStore:
 
         Banning again replaces the earlier ban.
         """
-        _snowflake("guild_id", guild_id)
-        _snowflake("user_id", user_id)
-        _opt_snowflake("banned_by", banned_by)
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidSettingError("reason", "must be text or None")
-        if until is not None:
-            if not isinstance(until, datetime):
-                raise InvalidSettingError("until", "must be a datetime or None")
-            try:
-                until = as_utc(until, name="until")
-            except ValueError as exc:
-                raise InvalidSettingError("until", "must be timezone-aware") from exc
-        at = self._clock()
-        ban = Ban(guild_id, user_id, reason, banned_by, until, as_utc(at))
+        snowflake("guild_id", guild_id)
+        snowflake("user_id", user_id)
+        opt_snowflake("banned_by", banned_by)
+        opt_text("reason", reason)
+        until = opt_aware_time("until", until)
+        at = aware_time("now", self._clock())
+        ban = Ban(guild_id, user_id, reason, banned_by, until, at)
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -14,13 +14,18 @@ Semantics (the contract the rest of the bot relies on):
   instead of summing history; they always equal the ledger sums (:meth:`QuotaStore.audit`
   checks this).
 - A job's entries count against the UTC day of its reservation (``jobs.quota_day``): a job
-  reserved before midnight and refunded after it gives back yesterday's credits, not today's.
+  reserved at 23:59 and committed or refunded at 00:01 settles yesterday's credits, never
+  today's. So the day's counters always equal the day's ledger sums, and a late refund cannot
+  raise today's allowance (yesterday's credits lapsed at midnight): no double credit.
 - reserve: the full cost, before submitting. commit: what was delivered; the rest of the
   reservation is refunded in the same transaction. refund: the whole reservation when a job is
   cancelled, fails or is rejected. Commit and refund are idempotent per job: once a reservation
   is settled, repeating either changes nothing, so crash recovery may repeat them.
-  A refund after delivery (a moderator's Refund) gives the committed credits back to the member,
-  once; it does not lower the guild or global counters, because RunComfy was paid for that job.
+  A refund after delivery (a moderator's Refund, or REJECTED after DELIVERED) gives the
+  committed credits back to the member, once; it does not lower the guild or global counters,
+  because RunComfy was paid for that job. If a reset of that day came after the commit, the
+  reset already gave those credits back, so the refund gives nothing (and returns False):
+  a member is never credited twice for one job.
 - The member's daily limit: per-user override > the highest of the member's role tiers > the
   guild default > the global default (``QuotaSettings.default_daily_credits``). The first that
   exists wins, even when lower than the next (a tier can restrict). In DMs only the global
@@ -51,6 +56,7 @@ from datetime import datetime
 
 from storage.clock import Clock, from_db, next_midnight, quota_day, to_db
 from storage.db import Database
+from storage.migrations import UNFINISHED
 from storage.models import (
     Balance,
     InvalidSettingError,
@@ -60,6 +66,7 @@ from storage.models import (
     QuotaExceededError,
 )
 from storage.settings import QuotaSettings
+from storage.validate import aware_time, is_whole, opt_snowflake, snowflake, whole
 
 DAILY_ALLOWANCE = "daily allowance"
 GUILD_CAP = "guild daily cap"
@@ -248,7 +255,7 @@ def check_delivered_cost(delivered_cost: int | None) -> None:
     """The part of the check that needs no job: a whole number of 0 or more, or None."""
     if delivered_cost is None:
         return
-    if isinstance(delivered_cost, bool) or not isinstance(delivered_cost, int):
+    if not is_whole(delivered_cost):
         raise InvalidSettingError("delivered_cost", "must be a whole number")
     if delivered_cost < 0:
         raise InvalidSettingError("delivered_cost", "must be 0 or more")
@@ -295,10 +302,25 @@ def settle_commit(
     return True
 
 
+# A delivered job not yet refunded after delivery, and whether a reset of its day came after its
+# commit (and so already gave the committed credits back). The reset lookup is a range scan of
+# ledger_by_user.
+_AFTER_DELIVERY_SQL = """
+SELECT j.user_id, j.guild_id, j.quota_day, j.committed,
+    EXISTS (
+        SELECT 1 FROM ledger AS r
+        WHERE r.user_id = j.user_id AND r.guild_id IS j.guild_id AND r.id > c.id
+            AND r.kind = 'reset' AND r.day = j.quota_day
+    ) AS forgiven
+FROM jobs AS j JOIN ledger AS c ON c.job_id = j.id AND c.kind = 'commit'
+WHERE j.id = ? AND j.committed > 0 AND j.refunded < j.cost
+"""
+
+
 def settle_refund(conn: sqlite3.Connection, job_id: str, at: str) -> bool:
     """Refund an unsettled reservation in full, or a delivered job's committed credits; once.
 
-    False if nothing was left to refund.
+    False if nothing was left to refund (including credits a reset already gave back).
     """
     row = fetch_one(
         conn.execute(
@@ -308,16 +330,13 @@ def settle_refund(conn: sqlite3.Connection, job_id: str, at: str) -> bool:
     if row is not None:
         record_settlement(conn, row, at)
         return True
-    row = fetch_one(
-        conn.execute(
-            "UPDATE jobs SET refunded = cost WHERE id = ? AND committed > 0 AND refunded < cost"
-            " RETURNING id, user_id, guild_id, quota_day, committed",
-            (job_id,),
-        )
-    )
+    row = conn.execute(_AFTER_DELIVERY_SQL, (job_id,)).fetchone()
     if row is None:
         _require_job(conn, job_id)
         return False
+    if row["forgiven"]:
+        return False
+    conn.execute("UPDATE jobs SET refunded = cost WHERE id = ?", (job_id,))
     # After delivery: the member gets the credits back; the caps keep counting them, since
     # RunComfy was paid for the job.
     insert_entry(
@@ -335,21 +354,23 @@ def settle_refund(conn: sqlite3.Connection, job_id: str, at: str) -> bool:
     return True
 
 
-def _held_today(conn: sqlite3.Connection, user_id: int, guild_id: int | None, day: str) -> int:
-    """Credits reserved today by the member's jobs not yet committed or refunded."""
+# Credits the member's unsettled jobs of that day hold. Unsettled jobs are always unfinished
+# (every terminal state settles), so this reads the index jobs_unfinished_by_member.
+_HELD_SQL = f"""
+SELECT coalesce(sum(cost), 0) FROM jobs
+WHERE {UNFINISHED} AND user_id = ? AND guild_id IS ? AND quota_day = ? AND settled = 0
+"""
+
+
+def resettable(conn: sqlite3.Connection, user_id: int, guild_id: int | None, day: str) -> int:
+    """What a reset would give back now: the day's settled credits not already forgiven."""
     row = conn.execute(
-        "SELECT coalesce(sum(cost), 0) FROM jobs"
-        " WHERE user_id = ? AND guild_id IS ? AND quota_day = ? AND settled = 0",
-        (user_id, guild_id, day),
+        "SELECT used - forgiven FROM user_day WHERE day = ? AND guild_key = ? AND user_id = ?",
+        (day, guild_id or 0, user_id),
     ).fetchone()
-    return row[0]
-
-
-def _check_id(name: str, value: object, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidSettingError(name, f"must be a positive whole number, got {value!r}")
+    counted = 0 if row is None else row[0]
+    held = conn.execute(_HELD_SQL, (user_id, guild_id, day)).fetchone()[0]
+    return max(0, counted - held)
 
 
 class QuotaStore:
@@ -381,7 +402,7 @@ class QuotaStore:
         role_ids: Collection[int] = (),
         now: datetime | None = None,
     ) -> Balance:
-        now = now or self._clock()
+        now = aware_time("now", now or self._clock())
         day = quota_day(now)
 
         def run(conn: sqlite3.Connection) -> Standing:
@@ -412,11 +433,10 @@ class QuotaStore:
         now: datetime | None = None,
     ) -> LedgerEntry:
         """Extra credits for the member today (UTC); they lapse at midnight."""
-        _check_id("user_id", user_id)
-        _check_id("guild_id", guild_id, optional=True)
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise InvalidSettingError("amount", f"must be a positive whole number, got {amount!r}")
-        at = now or self._clock()
+        snowflake("user_id", user_id)
+        opt_snowflake("guild_id", guild_id)
+        whole("amount", amount, 1)
+        at = aware_time("now", now or self._clock())
 
         def run(conn: sqlite3.Connection) -> LedgerEntry:
             entry_id = insert_entry(
@@ -448,14 +468,13 @@ class QuotaStore:
 
         Always writes a 'reset' entry (amount 0 if nothing was used), as a record of the act.
         """
-        _check_id("user_id", user_id)
-        _check_id("guild_id", guild_id, optional=True)
-        at = now or self._clock()
+        snowflake("user_id", user_id)
+        opt_snowflake("guild_id", guild_id)
+        at = aware_time("now", now or self._clock())
         day = quota_day(at)
 
         def run(conn: sqlite3.Connection) -> LedgerEntry:
-            s = standing(conn, self._settings, user_id, guild_id, day, ())
-            amount = max(0, s.used - _held_today(conn, user_id, guild_id, day))
+            amount = resettable(conn, user_id, guild_id, day)
             entry_id = insert_entry(
                 conn,
                 LedgerKind.RESET,
@@ -487,8 +506,9 @@ class QuotaStore:
         return await self._db.query(run)
 
     async def audit(self) -> list[str]:
-        """Check the books: every running counter equals its ledger sum and every job's entries
-        match its cost. Returns the discrepancies found (none: the books balance)."""
+        """Check the books: every running counter equals its ledger sum, no member's day was
+        given back more than it used, and every job's entries match its cost. Returns the
+        discrepancies found (none: the books balance)."""
         return await self._db.read(audit)
 
     async def job_entries(self, job_id: str) -> list[LedgerEntry]:
@@ -541,6 +561,11 @@ _AUDIT_SQL = (
         SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM global_day)
         UNION ALL SELECT * FROM (SELECT * FROM global_day EXCEPT SELECT * FROM sums)
         """,
+    ),
+    (
+        # A reset forgives only credits still counted, so this means a double credit.
+        "a member's day was given back more credits than it used",
+        "SELECT day, guild_key, user_id, used, forgiven FROM user_day WHERE forgiven > used",
     ),
     (
         "a job's ledger entries do not match its cost and settlement",

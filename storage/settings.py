@@ -20,15 +20,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from storage.validate import is_whole
+
 DEFAULT_DATABASE_PATH: Final = Path("data/bot.sqlite3")
 DEFAULT_DAILY_CREDITS: Final = 20
 DEFAULT_RESOLUTION_WEIGHTS: Final[Mapping[str, int]] = MappingProxyType(
     {"0.5K": 1, "1K": 1, "2K": 2, "4K": 4}
 )
-
-
-def _is_count(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 @dataclass(frozen=True)
@@ -40,16 +38,16 @@ class QuotaSettings:
     )
 
     def __post_init__(self) -> None:
-        if not _is_count(self.default_daily_credits, 0):
+        if not is_whole(self.default_daily_credits, 0):
             raise ValueError("default_daily_credits: must be a whole number of 0 or more")
-        if self.global_daily_cap is not None and not _is_count(self.global_daily_cap, 0):
+        if self.global_daily_cap is not None and not is_whole(self.global_daily_cap, 0):
             raise ValueError("global_daily_cap: must be a whole number of 0 or more, or None")
         weights = dict(DEFAULT_RESOLUTION_WEIGHTS)
         for resolution, weight in self.resolution_weights.items():
             if resolution not in DEFAULT_RESOLUTION_WEIGHTS:
                 known = ", ".join(DEFAULT_RESOLUTION_WEIGHTS)
                 raise ValueError(f"resolution_weights: unknown resolution {resolution!r} ({known})")
-            if not _is_count(weight, 0):
+            if not is_whole(weight, 0):
                 raise ValueError(f"resolution_weights: {resolution} must be a whole number >= 0")
             weights[resolution] = weight
         # Read-only, so a shared settings object cannot be changed behind the stores' backs.
@@ -57,7 +55,7 @@ class QuotaSettings:
 
     def cost(self, num_images: int, resolution: str) -> int:
         """Credits a job costs: images x the resolution's weight (1K is 1 credit per image)."""
-        if not _is_count(num_images, 1):
+        if not is_whole(num_images, 1):
             raise ValueError(f"num_images: must be a whole number of 1 or more, got {num_images!r}")
         try:
             weight = self.resolution_weights[resolution]

@@ -9,7 +9,7 @@ from pathlib import Path
 from storage.clock import Clock, utc_now
 from storage.db import Database, integrity_problems
 from storage.jobs import JobStore
-from storage.migrations import migrate
+from storage.migrations import migrate, refuse_newer
 from storage.policy import PolicyStore
 from storage.quota import QuotaStore
 from storage.settings import QuotaSettings
@@ -48,12 +48,16 @@ class Storage:
     ) -> AsyncIterator[Storage]:
         """Open (creating the file and its folder), migrate, and close on exit.
 
-        Raises SchemaTooNewError if the file comes from a newer version of the bot. ``clock``
-        (timezone-aware UTC ``now``) is for tests that need to move through days.
+        Raises DatabaseOpenError (a StorageError and an OSError) naming the path if it cannot be
+        used (a directory, a folder that cannot be created, not an SQLite file, ...), and
+        SchemaTooNewError, before writing anything, if the file comes from a newer version of
+        the bot. ``clock`` (timezone-aware UTC ``now``) is for tests that move through days.
         """
         path = Path(path)
         db = await Database.connect(path)
         try:
+            await db.query(refuse_newer)
+            await db.enable_wal()
             _, version = await db.query(migrate)
             yield cls(db, path, quota or QuotaSettings(), clock, version)
         finally:

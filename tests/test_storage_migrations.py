@@ -100,22 +100,46 @@ async def test_upgrade_from_every_earlier_version_keeps_the_data(tmp_path, versi
         conn.close()
 
 
-async def test_a_database_from_a_newer_bot_is_refused_and_left_alone(tmp_path):
+async def test_a_database_from_a_newer_bot_is_refused_before_anything_is_written(tmp_path):
     path = tmp_path / "bot.sqlite3"
-    _build(path, LATEST_VERSION)
+    _build(path, LATEST_VERSION)  # a rollback-journal file, as a newer bot might keep it
     conn = _raw(path)
     conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
     conn.close()
+    before = path.read_bytes()
     with pytest.raises(SchemaTooNewError) as caught:
         async with Storage.open(path):
             pass
     assert (caught.value.found, caught.value.supported) == (LATEST_VERSION + 1, LATEST_VERSION)
     assert "newer than this bot supports" in str(caught.value)
+    # Not a byte changed: not even the switch to WAL, which rewrites the header.
+    assert path.read_bytes() == before
     conn = _raw(path)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION + 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     finally:
         conn.close()
+
+
+async def test_each_upgrade_sets_user_version_in_the_same_transaction(tmp_path):
+    # Every statement of every migration, then the version, commit together: a version number
+    # never describes a schema that is not there, and the schema never lacks its version.
+    path = tmp_path / "bot.sqlite3"
+    conn = _raw(path)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        migrate(conn)
+    finally:
+        conn.close()
+    begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
+    commits = [i for i, s in enumerate(statements) if s == "COMMIT"]
+    [version] = [i for i, s in enumerate(statements) if s.startswith("PRAGMA user_version =")]
+    assert len(begins) == len(commits) == 1
+    ddl = [i for i, s in enumerate(statements) if s.lstrip().startswith("CREATE")]
+    assert len(ddl) == sum(len(m) for m in MIGRATIONS)
+    assert begins[0] < min(ddl) and max(ddl) < version < commits[0]
 
 
 async def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):

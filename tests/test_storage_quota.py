@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -458,3 +460,166 @@ async def test_ledger_lists_newest_first_per_guild(tmp_path):
         assert [e.kind for e in entries] == [LedgerKind.GRANT, LedgerKind.RESERVE]
         assert entries[1].job_id == job.id
         assert len(await storage.quota.ledger(1, GUILD, limit=1)) == 1
+
+
+@pytest.mark.parametrize("how", ["refund", "reject"])
+async def test_a_refund_after_a_reset_never_gives_the_same_credits_back_twice(tmp_path, how):
+    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+        job = await storage.jobs.create_reserved(new_job(cost=4))
+        await storage.jobs.transition(job.id, JobState.DELIVERED)
+        reset = await storage.quota.reset_day(1, GUILD, actor_id=99)
+        assert reset.amount == 4  # the member has their 10 credits back
+        if how == "refund":
+            assert await storage.quota.refund(job.id) is False  # nothing left to give back
+        else:
+            rejected = await storage.jobs.transition(
+                job.id, JobState.REJECTED, expected=[JobState.DELIVERED]
+            )
+            assert rejected.state is JobState.REJECTED
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.used, balance.remaining) == (0, 10)
+        # Ten credits to spend today, not fourteen.
+        await storage.jobs.create_reserved(new_job(cost=10))
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=1))
+        assert caught.value.limit == "daily allowance"
+        assert await storage.quota.audit() == []
+
+
+async def test_a_job_delivered_after_a_reset_can_still_be_refunded(tmp_path):
+    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+        before = await storage.jobs.create_reserved(new_job(cost=2))
+        await storage.jobs.transition(before.id, JobState.DELIVERED)
+        running = await storage.jobs.create_reserved(new_job(cost=3))
+        assert (await storage.quota.reset_day(1, GUILD, actor_id=99)).amount == 2
+        await storage.jobs.transition(running.id, JobState.DELIVERED)  # held at the reset
+        assert await storage.quota.refund(running.id) is True
+        assert await storage.quota.refund(before.id) is False  # the reset gave it back
+        balance = await storage.quota.balance(1, GUILD)
+        assert (balance.used, balance.remaining) == (0, 10)
+        assert await storage.quota.audit() == []
+
+
+async def test_a_job_reserved_before_midnight_settles_the_day_it_was_reserved(tmp_path):
+    clock = FakeClock(datetime(2025, 3, 14, 23, 59, 59, 999999, tzinfo=UTC))
+    late_evening = datetime(2025, 3, 14, 23, tzinfo=UTC)
+    async with open_storage(tmp_path, clock=clock, default_daily_credits=4) as storage:
+        job = await storage.jobs.create_reserved(new_job(cost=4))
+        clock.now = MIDNIGHT  # delivered one microsecond later, on the next UTC day
+        done = await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=1)
+        assert done.committed == 1
+        yesterday = await storage.quota.balance(1, GUILD, now=late_evening)
+        today = await storage.quota.balance(1, GUILD)
+        assert (yesterday.used, today.used, today.remaining) == (1, 0, 4)
+        # Today's reset has nothing of yesterday's to give back.
+        assert (await storage.quota.reset_day(1, GUILD, actor_id=99)).amount == 0
+        # A refund after midnight gives yesterday's credit back to yesterday, which is over:
+        # today's allowance stays 4, so the member is not credited twice.
+        assert await storage.quota.refund(job.id) is True
+        assert (await storage.quota.balance(1, GUILD, now=late_evening)).used == 0
+        assert (await storage.quota.balance(1, GUILD)).remaining == 4
+        await storage.jobs.create_reserved(new_job(cost=4))
+        with pytest.raises(QuotaExceededError) as caught:
+            await storage.jobs.create_reserved(new_job(cost=1))
+        assert caught.value.resets_at == datetime(2025, 3, 16, tzinfo=UTC)
+        assert await storage.quota.audit() == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_balances_equal_the_ledger_through_any_mix_of_operations(tmp_path, seed):
+    """Random days of reservations, deliveries, failures, rejections, refunds, grants and resets
+    (crossing midnights): every member's day equals the sum of its entries, and no day is ever
+    given back more than it used (a double credit)."""
+    rng = random.Random(seed)
+    clock = FakeClock(datetime(2025, 3, 14, 20, tzinfo=UTC))
+    members = [(u, g) for u in (1, 2, 3) for g in (GUILD, None)]
+    async with open_storage(tmp_path, clock=clock, default_daily_credits=12) as storage:
+        live, delivered = [], []
+        for _ in range(150):
+            clock.advance(minutes=rng.randint(0, 40))
+            user, guild = rng.choice(members)
+            roll = rng.random()
+            if roll < 0.35 or not (live or delivered):
+                try:
+                    job = await storage.jobs.create_reserved(
+                        new_job(user, guild, cost=rng.randint(0, 4))
+                    )
+                    live.append(job.id)
+                except QuotaExceededError:
+                    pass
+            elif roll < 0.6 and live:
+                job_id = live.pop(rng.randrange(len(live)))
+                cost = (await storage.jobs.get(job_id)).cost
+                await storage.jobs.transition(
+                    job_id, JobState.DELIVERED, delivered_cost=rng.randint(0, cost)
+                )
+                delivered.append(job_id)
+            elif roll < 0.7 and live:
+                end = rng.choice([JobState.FAILED, JobState.CANCELLED, JobState.REJECTED])
+                await storage.jobs.transition(live.pop(rng.randrange(len(live))), end)
+            elif roll < 0.8 and delivered:
+                await storage.quota.refund(rng.choice(delivered))
+            elif roll < 0.85 and delivered:
+                await storage.jobs.transition(
+                    rng.choice(delivered), JobState.REJECTED, expected=[JobState.DELIVERED]
+                )
+            elif roll < 0.92:
+                await storage.quota.grant(user, guild, rng.randint(1, 3), actor_id=99)
+            else:
+                await storage.quota.reset_day(user, guild, actor_id=99)
+        assert await storage.quota.audit() == []
+
+        created = {}
+        for user, guild in members:
+            per_day: dict[str, list[int]] = {}
+            for entry in await storage.quota.ledger(user, guild, limit=10_000):
+                if entry.job_id is not None:
+                    if entry.job_id not in created:
+                        created[entry.job_id] = (await storage.jobs.get(entry.job_id)).created_at
+                    day = created[entry.job_id].date().isoformat()
+                else:
+                    day = entry.at.date().isoformat()
+                sums = per_day.setdefault(day, [0, 0, 0])  # used, granted, forgiven
+                if entry.kind is LedgerKind.RESERVE:
+                    sums[0] += entry.amount
+                elif entry.kind is LedgerKind.REFUND:
+                    sums[0] -= entry.amount
+                elif entry.kind is LedgerKind.GRANT:
+                    sums[1] += entry.amount
+                elif entry.kind is LedgerKind.RESET:
+                    sums[2] += entry.amount
+            for day, (used, granted, forgiven) in per_day.items():
+                assert used - forgiven >= 0, (user, guild, day, used, forgiven)
+                noon = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
+                balance = await storage.quota.balance(user, guild, now=noon)
+                assert (balance.used, balance.granted) == (used - forgiven, granted)
+
+
+async def test_all_limits_hold_together_across_two_connections(tmp_path):
+    clock = FakeClock()
+    settings = {"default_daily_credits": 100, "global_daily_cap": 25}
+    async with (
+        open_storage(tmp_path, clock=clock, **settings) as first,
+        open_storage(tmp_path, clock=clock, **settings) as second,
+    ):
+        await first.policy.update(GUILD, daily_cap=15)
+        members = [(u, GUILD) for u in range(1, 11)] + [(u, OTHER_GUILD) for u in range(11, 21)]
+        results = await asyncio.gather(
+            *(
+                store.jobs.create_reserved(new_job(user, guild), max_in_flight=2)
+                for _ in range(8)
+                for user, guild in members
+                for store in (first, second)
+            ),
+            return_exceptions=True,
+        )
+        granted, refused = _outcomes(results)
+        assert all(isinstance(e, QuotaExceededError | TooManyJobsError) for e in refused)
+        per_member = Counter((j.user_id, j.guild_id) for j in granted)
+        assert max(per_member.values()) <= 2
+        assert sum(n for (_, g), n in per_member.items() if g == GUILD) <= 15
+        assert len(granted) == 25
+        for user, guild in members:
+            assert await first.jobs.in_flight_count(user_id=user, guild_id=guild) <= 2
+        assert (await second.quota.balance(1, GUILD)).global_cap_remaining == 0
+        assert await first.quota.audit() == []
