@@ -1,7 +1,11 @@
 """Banana Studio: start the Discord bot.
 
     python bot.py          # run (settings from the environment and .env)
-    python bot.py --sync   # also push the slash commands to Discord now
+    python bot.py --sync   # push the slash commands to Discord now, then exit
+
+``--sync`` logs in, syncs and exits: no gateway connection, no job resumed, so it is safe while
+the service runs. A running bot holds an exclusive lock (``DATABASE_PATH`` + ``.lock``) for its
+lifetime: a second instance on the same database refuses to start.
 
 Settings come from the process environment, then ``.env`` (the environment wins). The HTTP
 session, the database and the RunComfy client are opened here with ``async with`` and handed to
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +27,7 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,7 @@ class StudioBot(commands.Bot):
         jobs: JobService,
         moderation: ModerationService,
         sync_commands: bool = False,
+        sync_only: bool = False,
         **options: Any,
     ) -> None:
         intents = discord.Intents.none()
@@ -81,8 +87,10 @@ class StudioBot(commands.Bot):
         self.jobs = jobs
         self.moderation = moderation
         self.sync_commands = sync_commands
+        self.sync_only = sync_only  # --sync: set up the commands, sync, nothing else
         self.accepting = True  # False once shutting down: new commands are refused
         self.synced: bool | None = None  # what setup_hook decided, for tests and logs
+        self.open_prompts: set[str] = set()  # custom_ids of prompt forms shown (cogs.buttons)
 
     @property
     def tree(self) -> StudioTree:  # type: ignore[override]  # narrowed to our subclass
@@ -92,20 +100,28 @@ class StudioBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # cogs.modlog registers its own buttons
-        self.synced = await self.sync_if_changed()
+        if self.sync_only:
+            self.synced = await self.sync_if_changed()
+            return
+        # Jobs first: a failing sync must not keep members waiting for their results.
         await self.jobs.resume()
         self.moderation.start()  # held jobs whose log entry could not be posted before
+        self.synced = await self.sync_if_changed()
 
     # -- command sync ---------------------------------------------------------------------
 
     def command_hash(self) -> str:
-        """A digest of every command definition and where they are synced."""
+        """A digest of every command definition, the application and where they are synced."""
         definitions = sorted(
             (c.to_dict(self.tree) for c in self.tree.get_commands()),
             key=lambda d: (d.get("type", 1), d["name"]),
         )
         blob = json.dumps(
-            {"guild": self.settings.guild_id, "commands": definitions},
+            {
+                "application": self.application_id,
+                "guild": self.settings.guild_id,
+                "commands": definitions,
+            },
             sort_keys=True,
             default=str,
         )
@@ -127,14 +143,31 @@ class StudioBot(commands.Bot):
             log.info("commands unchanged since the last sync; not syncing")
             return False
         guild_id = self.settings.guild_id
-        if guild_id is not None:
-            guild = discord.Object(guild_id)
-            self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
-            log.info("synced %d commands to guild %s", len(synced), guild_id)
-        else:
-            synced = await self.tree.sync()
-            log.info("synced %d global commands (may take a while to appear)", len(synced))
+        try:
+            if guild_id is not None:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to guild %s", len(synced), guild_id)
+            else:
+                synced = await self.tree.sync()
+                log.info("synced %d global commands (may take a while to appear)", len(synced))
+        except discord.HTTPException as err:
+            # Not fatal: the commands Discord already has keep working; the next start retries.
+            where = (
+                f"DISCORD_GUILD_ID={guild_id}: is the bot in that server, invited with the"
+                " applications.commands scope?"
+                if guild_id is not None
+                else "global commands"
+            )
+            log.error(
+                "command sync failed (HTTP %s, code %s: %s); %s",
+                err.status,
+                err.code,
+                err.text,
+                where,
+            )
+            return False
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(digest + "\n")
         return True
@@ -160,6 +193,7 @@ def create_bot(
     storage: Storage,
     runcomfy: RunComfyClient | None = None,
     sync_commands: bool = False,
+    sync_only: bool = False,
     **options: Any,
 ) -> StudioBot:
     """Wire the services around an open session and database."""
@@ -181,7 +215,8 @@ def create_bot(
         admin=admin,
         jobs=jobs,
         moderation=moderation,
-        sync_commands=sync_commands,
+        sync_commands=sync_commands or sync_only,
+        sync_only=sync_only,
         **options,
     )
 
@@ -190,17 +225,59 @@ class StartupError(Exception):
     """The bot cannot start; ``str()`` is the one line to print."""
 
 
+@contextlib.contextmanager
+def instance_lock(database_path: Path) -> Iterator[None]:
+    """Hold ``<database>.lock`` exclusively: one running bot per database.
+
+    Two bots on one database would resume (and fail) each other's jobs. The lock is released
+    by the kernel when the process ends, however it ends.
+    """
+    path = database_path.with_name(database_path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115  # held open for the whole run
+    except OSError as err:
+        raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StartupError(
+                f"DATABASE_PATH: another bot is already running on {database_path}"
+                f" (it holds {path}); stop it first"
+            ) from None
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+async def _open_storage(stack: contextlib.AsyncExitStack, settings: BotSettings) -> Storage:
+    path = settings.database_path
+    try:
+        return await stack.enter_async_context(Storage.open(path, settings.quota))
+    except SchemaTooNewError as err:
+        raise StartupError(f"DATABASE_PATH: {err}") from err
+    except (OSError, sqlite3.Error) as err:
+        raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
+
+
+async def sync_only(settings: BotSettings, **options: Any) -> bool:
+    """``--sync``: log in, push the commands, close. No gateway, no jobs touched."""
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        storage = await _open_storage(stack, settings)
+        bot = create_bot(settings, session=session, storage=storage, sync_only=True, **options)
+        async with bot:
+            await bot.login(settings.discord_token)  # runs setup_hook: the sync
+            return bool(bot.synced)
+
+
 async def run(settings: BotSettings, *, sync_commands: bool = False, **options: Any) -> None:
     """Open everything, run the bot until SIGTERM / Ctrl-C (or a fatal error), close everything."""
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(instance_lock(settings.database_path))
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        path = settings.database_path
-        try:
-            storage = await stack.enter_async_context(Storage.open(path, settings.quota))
-        except SchemaTooNewError as err:
-            raise StartupError(f"DATABASE_PATH: {err}") from err
-        except (OSError, sqlite3.Error) as err:
-            raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
+        storage = await _open_storage(stack, settings)
         bot = create_bot(
             settings, session=session, storage=storage, sync_commands=sync_commands, **options
         )
@@ -223,28 +300,60 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
 
 
 class RedactTokens(logging.Filter):
-    """Hide interaction/webhook tokens that discord.py puts in URLs (logged at DEBUG)."""
+    """Hide secrets in log lines, whatever logged them (discord.py logs a lot at DEBUG).
+
+    - interaction/webhook tokens in URLs (``/webhooks/<app>/<token>``, ``/interactions/...``);
+    - ``'token': '...'`` / ``"token": "..."`` (and ``*_token``, ``authorization``) in the dict
+      reprs of gateway events, which carry every interaction's token;
+    - ``Authorization: Bot ...`` / ``Bearer ...`` headers;
+    - the given ``secrets`` verbatim (the bot token, the RunComfy API token).
+    """
 
     _TOKEN_IN_URL = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._\-]+")
+    _TOKEN_IN_DICT = re.compile(
+        r"""(['"](?:[a-z_]*token|authorization)['"]\s*:\s*)(['"])(?:(?!\2).)+\2""",
+        re.IGNORECASE,
+    )
+    _AUTH_HEADER = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9._\-]{8,}")
+
+    def __init__(self, secrets: Sequence[str | None] = ()) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s and len(s) >= 8]
+
+    def redact(self, text: str) -> str:
+        text = self._TOKEN_IN_URL.sub(r"\1<token>", text)
+        text = self._TOKEN_IN_DICT.sub(r"\1\2<token>\2", text)
+        text = self._AUTH_HEADER.sub(r"\1 <token>", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "<token>")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = self._TOKEN_IN_URL.sub(r"\1<token>", message)
+        redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
 
 
-def setup_logging(level: str) -> None:
-    discord.utils.setup_logging(level=log_level_number(level), root=True)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactTokens())
+def setup_logging(
+    level: str,
+    *,
+    secrets: Sequence[str | None] = (),
+    handler: logging.Handler | None = None,
+) -> None:
+    """discord.py's log format on the root logger, every handler filtered by ``RedactTokens``."""
+    options: dict[str, Any] = {} if handler is None else {"handler": handler}
+    discord.utils.setup_logging(level=log_level_number(level), root=True, **options)
+    redact = RedactTokens(secrets)
+    for each in logging.getLogger().handlers:
+        each.addFilter(redact)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the Banana Studio Discord bot.")
     parser.add_argument(
-        "--sync", action="store_true", help="push the slash commands to Discord now"
+        "--sync", action="store_true", help="push the slash commands to Discord now, then exit"
     )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     args = parser.parse_args(argv)
@@ -257,9 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, secrets=[settings.discord_token, settings.client.api_token])
     try:
-        asyncio.run(run(settings, sync_commands=args.sync))
+        if args.sync:
+            synced = asyncio.run(sync_only(settings))
+            return 0 if synced else 1
+        asyncio.run(run(settings))
     except StartupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -16,6 +17,9 @@ from client.errors import (
     JobFailedError,
     JobNotFinishedError,
     JobTimeoutError,
+    RunComfyError,
+    ServerError,
+    SubmitOutcomeUnknownError,
 )
 from client.http import ApiTransport, Downloader, submit_may_retry
 from client.models import (
@@ -28,11 +32,12 @@ from client.models import (
 )
 from client.parsing import parse_cancel, parse_result, parse_status, parse_submit
 from client.polling import DurationEstimator, JobTimeline, PollingPolicy
-from client.retry import RetryPolicy
+from client.retry import RetryPolicy, Sleep, is_retryable, retry_after_of
 from client.settings import ClientSettings
 
 StatusCallback = Callable[[JobStatus], Awaitable[None]]
 DEFAULT_MAX_DOWNLOAD = 64 * 2**20  # a 4K PNG is ~24 MB
+log = logging.getLogger(__name__)
 
 
 class RunComfyClient:
@@ -51,11 +56,14 @@ class RunComfyClient:
         polling: PollingPolicy | None = None,
         request_timeout: float = 30.0,
         download_timeout: float = 120.0,
+        sleep: Sleep = asyncio.sleep,  # every pause between requests goes through it (tests)
     ) -> None:
         self._settings = settings
         retry = retry or RetryPolicy()
-        self._transport = ApiTransport(session, settings, retry, timeout=request_timeout)
-        self._downloader = Downloader(session, retry, timeout=download_timeout)
+        self._transport = ApiTransport(
+            session, settings, retry, timeout=request_timeout, sleep=sleep
+        )
+        self._downloader = Downloader(session, retry, timeout=download_timeout, sleep=sleep)
         self._durations = DurationEstimator(polling or PollingPolicy())
 
     def model_for(self, request: GenerationRequest) -> str:
@@ -71,20 +79,25 @@ class RunComfyClient:
     async def submit(self, request: GenerationRequest) -> JobHandle:
         """Send the job. The POST is repeated only if it certainly never reached the server.
 
-        After an ``APIConnectionError`` (other than "could not connect") or a ``ServerError``
-        the job may exist and be billed even though no request id came back.
+        Raises ``SubmitOutcomeUnknownError`` (an ``APIConnectionError``) when the job may exist
+        and be billed even though no request id came back: the connection was lost after
+        sending, the answer timed out, or the API answered 408 or 5xx. Never re-submit on it.
         """
         model = self.model_for(request)
         try:
             body = await self._transport.call(
                 "POST", f"/v1/models/{model}", json=request.to_payload(), retry_if=submit_may_retry
             )
-        except APIConnectionError as err:
+        except (APIConnectionError, ServerError) as err:
             if submit_may_retry(err):  # it never left: nothing was created
                 raise
-            raise APIConnectionError(
+            raise SubmitOutcomeUnknownError(
                 f"{err}; the job may have been created anyway (a submit is never repeated, "
-                "so it cannot be paid twice)"
+                "so it cannot be paid twice)",
+                status=err.status,
+                error_code=err.error_code,
+                request_id=err.request_id,
+                body=err.body,
             ) from err
         request_id = parse_submit(body)
         submitted_at = asyncio.get_running_loop().time()
@@ -144,6 +157,7 @@ class JobHandle:
         self._durations = durations  # shared by the client's handles: what jobs have taken
         self._keys = keys
         self._submitted_at = submitted_at
+        self._sleep = transport.sleep
         self._path = f"/v1/requests/{quote(request_id, safe='')}"
 
     def __repr__(self) -> str:
@@ -151,10 +165,17 @@ class JobHandle:
 
     async def status(self, *, deadline: float | None = None) -> JobStatus:
         """The job's state now. ``deadline`` (loop time) stops retries from running past it."""
-        body = await self._transport.call(
-            "GET", f"{self._path}/status", request_id=self.request_id, deadline=deadline
-        )
+        body = await self._call("GET", "status", deadline)
         return parse_status(body)
+
+    async def _call(self, method: str, endpoint: str, deadline: float | None) -> object:
+        return await self._transport.call(
+            method,
+            f"{self._path}/{endpoint}",
+            request_id=self.request_id,
+            deadline=deadline,
+            deadline_floor=self._durations.policy.last_poll_timeout,
+        )
 
     async def result(self) -> tuple[str, ...]:
         """The image URLs of a completed job.
@@ -173,21 +194,23 @@ class JobHandle:
 
     async def cancel(self) -> CancelOutcome:
         """CANCELLED if the job will not run (it was queued, or already cancelled)."""
-        body = await self._transport.call(
-            "POST", f"{self._path}/cancel", request_id=self.request_id
-        )
+        body = await self._call("POST", "cancel", None)
         outcome = parse_cancel(body)
-        # A retried cancel whose first attempt worked answers "not cancellable" too: the job's
-        # state tells the two apart (one extra request, on a rare path).
-        if (
-            outcome is CancelOutcome.NOT_CANCELLABLE
-            and (await self.status()).state is JobState.CANCELLED
-        ):
-            return CancelOutcome.CANCELLED
-        return outcome
+        if outcome is CancelOutcome.CANCELLED:
+            return outcome
+        # A retried cancel whose first attempt worked (its answer lost) answers "not
+        # cancellable" too, so every refusal is checked against the job's state: one extra
+        # status request per refused cancel (a running or finished job). If that check fails,
+        # the API's answer stands.
+        try:
+            state = (await self.status()).state
+        except RunComfyError as err:
+            log.info("request %s: cancel refused; its state is unknown: %s", self.request_id, err)
+            return outcome
+        return CancelOutcome.CANCELLED if state is JobState.CANCELLED else outcome
 
-    # The deadline is ours rather than asyncio.timeout(): it bounds sleeps and retries and still
-    # allows a last poll, instead of cancelling a request half-way.
+    # The deadline is ours rather than asyncio.timeout(): it bounds sleeps, retries and each
+    # request's timeout, and still allows a last poll, instead of cancelling a request half-way.
     async def wait(
         self,
         *,
@@ -196,10 +219,13 @@ class JobHandle:
     ) -> tuple[str, ...]:
         """Poll until the job ends; return its image URLs.
 
-        ``on_status`` is awaited on each change of (state, queue position). Raises
+        ``on_status`` is awaited on each change of (state, queue position). Transient failures
+        (``is_retryable``: 408, 429, 5xx, timeouts, lost connections) do not end the wait: it
+        keeps polling, backing off and honouring any Retry-After, until the deadline. Raises
         JobFailedError, JobCancelledError, JobTimeoutError after ``timeout`` seconds (the job
-        may still run), or another RunComfyError if the API keeps failing. Exceptions from
-        ``on_status`` propagate.
+        may still run; its ``__cause__`` is the last failure, if the API was failing), or, at
+        once, any other RunComfyError (authentication, not found, unexpected answers).
+        Exceptions from ``on_status`` propagate.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -210,39 +236,78 @@ class JobHandle:
             self._submitted_at if known_start else loop.time(),
         )
         last: tuple[JobState, int | None] | None = None
+        retry_at = loop.time()  # no poll before this, after a transient failure
+        failures = 0  # transient failures in a row
+        error: RunComfyError | None = None  # the latest of them
         while True:
-            poll_at = min(timeline.next_poll_at(loop.time()), deadline)
-            await asyncio.sleep(max(0.0, poll_at - loop.time()))
-            sent_at = loop.time()
-            if timeline.prefers_result(sent_at):
-                status, urls = await self._poll_result(deadline=deadline)
+            now = loop.time()
+            poll_at = min(max(timeline.next_poll_at(now), retry_at), deadline)
+            await self._sleep(max(0.0, poll_at - now))
+            try:
+                status, urls = await self._poll(timeline, deadline)
+            except RunComfyError as err:
+                if not is_retryable(err):
+                    raise
+                failures, error = failures + 1, err
+                retry_at = loop.time() + self._pause_after(failures, err)
             else:
-                status, urls = await self.status(deadline=deadline), ()
-                if status.state is JobState.COMPLETED:
-                    _, urls = await self._poll_result(deadline=deadline)
-            timeline.observe(status, sent_at, loop.time())
-            if status is not None and (status.state, status.queue_position) != last:
-                last = (status.state, status.queue_position)
-                if on_status is not None:
-                    await on_status(status)
-            if status is not None and status.state.is_terminal:
-                self._raise_if_unsuccessful(status)
-                if urls:
-                    if known_start and (sample := timeline.sample()) is not None:
-                        self._durations.record(self._keys, sample)
-                    return urls
+                failures, error = 0, None
+                if status is not None and (status.state, status.queue_position) != last:
+                    last = (status.state, status.queue_position)
+                    if on_status is not None:
+                        await on_status(status)
+                if status is not None and status.state.is_terminal:
+                    self._raise_if_unsuccessful(status)
+                    if urls:
+                        if known_start and (sample := timeline.sample()) is not None:
+                            self._durations.record(self._keys, sample)
+                        return urls
             if loop.time() >= deadline:
-                raise JobTimeoutError(
-                    f"request {self.request_id} did not finish within {timeout:g} s",
-                    request_id=self.request_id,
-                )
+                message = f"request {self.request_id} did not finish within {timeout:g} s"
+                if error is not None:
+                    message += f" (RunComfy kept failing: {error})"
+                raise JobTimeoutError(message, request_id=self.request_id) from error
+
+    def _pause_after(self, failures: int, error: RunComfyError) -> float:
+        """The pause after ``failures`` polls in a row failed (each after its own retries).
+
+        It carries on the retry policy's backoff where a poll's retries stopped, and is never
+        shorter than a Retry-After, even one the policy would not wait out for a single call.
+        """
+        retry = self._transport.retry
+        pause = retry.pause(retry.max_attempts - 1 + failures, retry_after_of(error))
+        log.info(
+            "request %s: polling failed (%s); trying again in %.2f s",
+            self.request_id,
+            error,
+            pause,
+        )
+        return pause
+
+    async def _poll(
+        self, timeline: JobTimeline, deadline: float
+    ) -> tuple[JobStatus | None, tuple[str, ...]]:
+        """One look at the job (status, or result, or both), recorded in ``timeline``."""
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        if timeline.prefers_result(sent_at):
+            status, urls = await self._poll_result(deadline=deadline)
+        else:
+            status, urls = await self.status(deadline=deadline), ()
+            if status.state is JobState.COMPLETED:
+                try:
+                    _, urls = await self._poll_result(deadline=deadline)
+                except RunComfyError:
+                    # Keep what the status said: the next poll goes straight to /result.
+                    timeline.observe(status, sent_at, loop.time())
+                    raise
+        timeline.observe(status, sent_at, loop.time())
+        return status, urls
 
     async def _fetch_result(
         self, *, deadline: float | None = None
     ) -> tuple[JobStatus, tuple[str, ...]]:
-        body = await self._transport.call(
-            "GET", f"{self._path}/result", request_id=self.request_id, deadline=deadline
-        )
+        body = await self._call("GET", "result", deadline)
         return parse_result(body)
 
     async def _poll_result(

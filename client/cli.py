@@ -4,6 +4,13 @@ Settings come from the environment and a ``.env`` file in the current directory 
 environment wins). Progress goes to stderr, saved image paths to stdout (one per line). Any
 failure is one line on stderr and a non-zero exit: 1 for API and job failures, 2 for bad
 options or settings, 130 after Ctrl-C.
+
+Ctrl-C while a job is on its way (submitting or waiting) cancels it if it is still queued; a
+second Ctrl-C gives up at once, leaving the job to itself.
+
+If whatever reads stdout goes away (``python -m client imagine ... | head -1``), the images are
+still saved; the paths not printed are dropped silently and the exit status is 141, as for a
+process killed by SIGPIPE, so ``set -o pipefail`` scripts notice while a plain pipe stays quiet.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,6 +45,7 @@ from client.models import (
 from client.settings import ClientSettings, SettingError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE
 DEFAULT_TIMEOUT = 600.0
 # Field names of the request models as the user typed them.
 _FLAGS = {
@@ -137,7 +146,8 @@ def load_environment(directory: Path) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "timeout", 1.0) <= 0:
+        timeout = getattr(args, "timeout", 1.0)
+        if not math.isfinite(timeout) or timeout <= 0:  # argparse's float() takes "nan", "inf"
             raise UsageError("--timeout: must be a positive number of seconds")
         request = build_request(args) if args.command in ("imagine", "edit") else None
     except UsageError as err:
@@ -152,10 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = ClientSettings.from_env(load_environment(Path.cwd()))
     except SettingError as err:
         return _fail(str(err), EXIT_USAGE)
+    except (OSError, ValueError) as err:  # .env not UTF-8 or unreadable, cwd deleted, ...
+        return _fail(f"cannot read the settings: {err}", EXIT_USAGE)
     try:
         return asyncio.run(_run(args, settings, request))
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        return _stdout_gone()
     except InvalidRequestError as err:  # a malformed REQUEST_ID
         return _fail(str(err), EXIT_USAGE)
     except RunComfyError as err:
@@ -172,6 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, code: int) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
+
+
+def _stdout_gone() -> int:
+    """Whatever read stdout went away (``| head -1``): the images are saved, nothing to say."""
+    try:
+        # Python would also report the failed flush of stdout at exit: send that to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError) as err:  # stdout is not a real file (embedded use)
+        log.debug("could not silence stdout: %s", err)
+    return EXIT_BROKEN_PIPE
 
 
 async def _run(
@@ -218,48 +243,77 @@ async def _generate(
     # Before paying for images, make sure they can be saved.
     await asyncio.to_thread(args.out.mkdir, parents=True, exist_ok=True)
     progress = _Progress(quiet=args.quiet)
+    handle: JobHandle | None = None
     # Ctrl-C is caught from before the submit: once a job may exist, it is cancelled, not lost.
-    with _CtrlC() as ctrl_c:
-        handle = await client.submit(request)
-        progress.say(f"submitted request {handle.request_id}")
-        waiting = asyncio.ensure_future(
-            handle.wait(timeout=args.timeout, on_status=progress.on_status)
-        )
-        ctrl_c.cancels(waiting)
+    with _CtrlC(progress.say) as ctrl_c:
         try:
-            urls = await waiting
+            handle = await client.submit(request)
+            progress.say(f"submitted request {handle.request_id}")
+            waiting = asyncio.ensure_future(
+                handle.wait(timeout=args.timeout, on_status=progress.on_status)
+            )
+            ctrl_c.cancels(waiting)
+            try:
+                urls = await waiting
+            except asyncio.CancelledError:
+                if not ctrl_c.pressed or ctrl_c.gave_up:
+                    raise
+                return await _cancel_after_interrupt(handle)
+            except JobTimeoutError as err:
+                raise JobTimeoutError(
+                    f"{err}; it may still finish: python -m client status {handle.request_id}",
+                    request_id=handle.request_id,
+                ) from err
         except asyncio.CancelledError:
-            if not ctrl_c.pressed:
+            if not ctrl_c.gave_up:
                 raise
-            return await _cancel_after_interrupt(handle)
-        except JobTimeoutError as err:
-            raise JobTimeoutError(
-                f"{err}; it may still finish: python -m client status {handle.request_id}",
-                request_id=handle.request_id,
-            ) from err
+            ctrl_c.forget_cancel()
+            return _gave_up(handle)
+    assert handle is not None  # the block above returned or raised otherwise
     for path in await _save(client, urls, args.out, handle.request_id):
         print(path, flush=True)
     return EXIT_OK
 
 
 class _CtrlC:
-    """While active, Ctrl-C cancels the wait (so the job can be cancelled) instead of the run."""
+    """While active, Ctrl-C cancels the wait (so the job can be cancelled) instead of the run.
 
-    def __init__(self) -> None:
+    A second Ctrl-C cancels the whole run: the submit or cancel in flight is abandoned.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
         self.pressed = False
+        self.gave_up = False
+        self._say = say
         self._task: asyncio.Future[object] | None = None
+        self._main: asyncio.Task[object] | None = None
 
     def cancels(self, task: asyncio.Future[object]) -> None:
         self._task = task
         if self.pressed:  # pressed during the submit
             task.cancel()
 
+    def forget_cancel(self) -> None:
+        """The run goes on (to report) after the cancel that gave up caught."""
+        if self._main is not None:
+            self._main.uncancel()
+
     def _on_sigint(self) -> None:
+        if self.pressed:
+            self.gave_up = True
+            if self._main is not None:
+                self._main.cancel()
+            return
         self.pressed = True
-        if self._task is not None:
+        if self._task is None:
+            doing = "the job will be cancelled once the submit answers"
+        else:
             self._task.cancel()
+            doing = "cancelling the job if it is still queued"
+        self._say(f"interrupted: {doing} (Ctrl-C again to give up at once)")
 
     def __enter__(self) -> _CtrlC:
+        self._main = asyncio.current_task()
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
         except NotImplementedError:  # no loop signal handlers (Windows): Ctrl-C just stops
@@ -271,6 +325,20 @@ class _CtrlC:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
         except NotImplementedError:
             log.debug("no SIGINT handler to remove")
+
+
+def _gave_up(handle: JobHandle | None) -> int:
+    if handle is None:
+        return _fail(
+            "interrupted again: gave up during the submit; the job may have been created and "
+            "may still run (its request id never arrived)",
+            EXIT_INTERRUPTED,
+        )
+    return _fail(
+        f"interrupted again: gave up; request {handle.request_id} may still be running; "
+        f"check it with: python -m client status {handle.request_id}",
+        EXIT_INTERRUPTED,
+    )
 
 
 async def _cancel_after_interrupt(handle: JobHandle) -> int:

@@ -82,6 +82,16 @@ class APIConnectionError(RunComfyError):
     """The API could not be reached, the connection dropped, or a request timed out."""
 
 
+class SubmitOutcomeUnknownError(APIConnectionError):
+    """A submit failed after it may have reached RunComfy: the job may exist and be billed.
+
+    Raised for a connection lost after the request was sent, a read timeout, and an HTTP 408 or
+    5xx answer to the submit. It must NOT be re-submitted automatically (that could pay twice);
+    tell the user, or look for the job by other means. ``status``, ``error_code`` and ``body`` are
+    those of the original failure (also kept as ``__cause__``).
+    """
+
+
 class UnexpectedResponseError(RunComfyError):
     """A body we cannot make sense of (unknown state, missing fields); ``body`` holds it raw."""
 

@@ -1,11 +1,13 @@
 """HTTP plumbing: calls to the RunComfy API (token, timeouts, retries) and output downloads.
 
-Every call has a timeout. API calls carry the Bearer token; downloads never do, since output
-images live on other hosts. The session is injected and shared; nothing here opens its own.
+Every call has a timeout, cut to the time left when the caller has a deadline. API calls carry
+the Bearer token; downloads never do, since output images live on other hosts. The session is
+injected and shared; nothing here opens its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -14,11 +16,13 @@ import aiohttp
 from client.errors import APIConnectionError, DownloadError, RunComfyError
 from client.models import DownloadedImage
 from client.parsing import decode_body, error_for_response, parse_retry_after
-from client.retry import RetryPolicy, is_retryable, with_retries
+from client.retry import RetryPolicy, Sleep, is_retryable, is_retryable_status, with_retries
 from client.settings import ClientSettings
 
 IMAGE_TYPES: Final = ("image/png", "image/jpeg", "image/webp")
-_RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+# The shortest time an attempt gets even when the caller's deadline is (nearly) reached, so a
+# last poll at the deadline can still be answered: a deadline is overrun by at most this.
+DEADLINE_FLOOR: Final = 2.0
 _CHUNK = 64 * 1024
 
 
@@ -64,6 +68,7 @@ class ApiTransport:
         retry: RetryPolicy,
         *,
         timeout: float,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._session = session
         self._base = settings.api_base.rstrip("/")
@@ -71,8 +76,17 @@ class ApiTransport:
             "Authorization": f"Bearer {settings.api_token}",
             "Accept": "application/json",
         }
-        self._retry = retry
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
+        self.retry = retry
+        self.sleep = sleep
+        self._timeout = timeout
+
+    def _attempt_timeout(self, deadline: float | None, floor: float) -> aiohttp.ClientTimeout:
+        """The request timeout, cut to the time left before ``deadline`` (but not below floor)."""
+        total = self._timeout
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            total = min(total, max(left, floor))
+        return aiohttp.ClientTimeout(total=total, sock_connect=min(total, 10.0))
 
     async def call(
         self,
@@ -83,19 +97,31 @@ class ApiTransport:
         retry_if: Callable[[RunComfyError], bool] = is_retryable,
         request_id: str | None = None,
         deadline: float | None = None,
+        deadline_floor: float = DEADLINE_FLOOR,
     ) -> Any:
-        """The decoded body of a successful answer; otherwise the typed error it means."""
+        """The decoded body of a successful answer; otherwise the typed error it means.
+
+        With a ``deadline`` (loop time), no retry sleeps past it and no attempt is allowed to
+        run past it by more than ``deadline_floor`` seconds.
+        """
         what = f"{method} {path}"
 
         async def once() -> Any:
-            return await self._once(method, path, json, request_id, what)
+            limits = self._attempt_timeout(deadline, deadline_floor)
+            return await self._once(method, path, json, request_id, what, limits)
 
         return await with_retries(
-            once, self._retry, retry_if=retry_if, deadline=deadline, what=what
+            once, self.retry, retry_if=retry_if, deadline=deadline, what=what, sleep=self.sleep
         )
 
     async def _once(
-        self, method: str, path: str, payload: Any, request_id: str | None, what: str
+        self,
+        method: str,
+        path: str,
+        payload: Any,
+        request_id: str | None,
+        what: str,
+        limits: aiohttp.ClientTimeout,
     ) -> Any:
         try:
             async with self._session.request(
@@ -103,7 +129,7 @@ class ApiTransport:
                 self._base + path,
                 json=payload,
                 headers=self._headers,
-                timeout=self._timeout,
+                timeout=limits,
             ) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
@@ -120,9 +146,17 @@ class ApiTransport:
 class Downloader:
     """Fetches output images: no token, a size cap, and only image content types."""
 
-    def __init__(self, session: aiohttp.ClientSession, retry: RetryPolicy, *, timeout: float):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        retry: RetryPolicy,
+        *,
+        timeout: float,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self._session = session
         self._retry = retry
+        self._sleep = sleep
         # sock_read catches a stalled transfer well before the total limit.
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, sock_connect=min(timeout, 10.0), sock_read=min(timeout, 30.0)
@@ -136,7 +170,11 @@ class Downloader:
             return await self._once(url, max_bytes)
 
         return await with_retries(
-            once, self._retry, retry_if=download_may_retry, what=f"download {url}"
+            once,
+            self._retry,
+            retry_if=download_may_retry,
+            what=f"download {url}",
+            sleep=self._sleep,
         )
 
     async def _once(self, url: str, max_bytes: int) -> DownloadedImage:
@@ -172,7 +210,7 @@ class Downloader:
     @staticmethod
     def _http_error(response: aiohttp.ClientResponse) -> DownloadError:
         message = f"downloading the image failed (HTTP {response.status})"
-        if response.status in _RETRY_STATUSES:
+        if is_retryable_status(response.status):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return _TransientDownloadError(message, status=response.status, retry_after=retry_after)
         return DownloadError(message, status=response.status)
@@ -189,5 +227,7 @@ def sniff_image_type(data: bytes | bytearray) -> str | None:
 
 
 def _too_large(size: int | None, max_bytes: int) -> str:
-    shown = f"{size / 2**20:.1f} MiB" if size else "more"
-    return f"output image is too large ({shown}; the limit is {max_bytes / 2**20:.1f} MiB)"
+    limit = f"{max_bytes / 2**20:.1f} MiB"
+    if size is None:  # no Content-Length: the transfer passed the limit
+        return f"output image is too large (over the {limit} limit)"
+    return f"output image is too large ({size / 2**20:.1f} MiB; the limit is {limit})"

@@ -51,9 +51,20 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
         raise InvalidRequestError(name, f"must be a whole number from {low} to {high}", value=value)
 
 
+def is_http_url(value: Any) -> bool:
+    """An absolute http(s) URL with a host (and a valid port, if any)."""
+    if not isinstance(value, str) or any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port out of range or not a number
+    except ValueError:  # e.g. "http://[x": an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _check_url(value: Any) -> None:
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+    if not is_http_url(value):
         raise InvalidRequestError(
             "image_urls", "each must be an absolute http or https URL", value=value
         )

@@ -9,11 +9,11 @@ HTTP 200, a too-early result answered with 400005, and anything unrecognised bec
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from client.errors import (
     APIConnectionError,
@@ -28,7 +28,7 @@ from client.errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from client.models import CancelOutcome, JobState, JobStatus
+from client.models import CancelOutcome, JobState, JobStatus, is_http_url
 
 # Documented spellings first, then those seen in the provider's own clients and common synonyms.
 STATE_SPELLINGS: Final[Mapping[str, JobState]] = {
@@ -78,6 +78,12 @@ _SUMMARIES: Final[Mapping[type[RunComfyError], str]] = {
 }
 # A body stands in for an error message only if it is short enough to show a user.
 _MAX_MESSAGE = 300
+# Where a body keeps its human message, most telling first. An error answer's "error" is often
+# just the HTTP reason ("Bad Request"), so "message" comes first; a failed job's "error" is the
+# job's own reason, so it comes first there; nested objects (a "detail" entry) use "msg".
+ERROR_MESSAGE_KEYS: Final = ("message", "error_message", "error", "detail")
+FAILURE_MESSAGE_KEYS: Final = ("error", "error_message", "message", "detail")
+_NESTED_MESSAGE_KEYS: Final = ("message", "error_message", "msg", "detail", "error")
 
 
 def decode_body(text: str) -> Any:
@@ -108,18 +114,26 @@ def _queue_position(value: Any) -> int | None:
     # Only a hint for progress display and timing: a strange value is dropped, not fatal.
     if isinstance(value, bool):
         return None
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's Infinity and NaN
+        return None
     if isinstance(value, int | float) and value >= 0 and value == int(value):
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value)
     return None
 
 
 def _failure_message(body: Mapping[str, Any]) -> str:
-    for key in ("error", "error_message", "message", "detail"):
+    return first_message(body, FAILURE_MESSAGE_KEYS) or "the job failed without a reason"
+
+
+def first_message(body: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    """The first of ``keys`` in ``body`` that holds a usable message (see ``message_text``)."""
+    for key in keys:
         if text := message_text(body.get(key)):
             return text
-    return "the job failed without a reason"
+    return None
 
 
 def message_text(value: Any) -> str | None:
@@ -127,10 +141,7 @@ def message_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip()[:_MAX_MESSAGE] or None
     if isinstance(value, dict):
-        for key in ("message", "error_message", "msg", "detail", "error"):
-            if text := message_text(value.get(key)):
-                return text
-        return json.dumps(value)[:_MAX_MESSAGE]
+        return first_message(value, _NESTED_MESSAGE_KEYS) or json.dumps(value)[:_MAX_MESSAGE]
     if isinstance(value, list) and value:
         parts = [_detail_item(item) for item in value[:3]]
         return "; ".join(p for p in parts if p)[:_MAX_MESSAGE] or None
@@ -140,7 +151,8 @@ def message_text(value: Any) -> str | None:
 def _detail_item(item: Any) -> str | None:
     """One entry of a 422 ``detail`` list: ``{"loc": ["body", "num_images"], "msg": "..."}``."""
     if isinstance(item, dict) and isinstance(item.get("msg"), str):
-        loc = [str(p) for p in item.get("loc") or () if p != "body"]
+        where = item.get("loc")
+        loc = [str(p) for p in where if p != "body"] if isinstance(where, list) else []
         return f"{'.'.join(loc)}: {item['msg']}" if loc else item["msg"]
     return message_text(item)
 
@@ -148,6 +160,8 @@ def _detail_item(item: Any) -> str | None:
 def parse_result(body: Any) -> tuple[JobStatus, tuple[str, ...]]:
     """The job's state and, when it completed, its image URLs (never empty then)."""
     if isinstance(body, dict) and "status" not in body and "state" not in body:
+        if "output" not in body:
+            raise _stateless_error(body)
         # Some result bodies carry only the output.
         status = JobStatus(JobState.COMPLETED, raw=body)
     else:
@@ -168,10 +182,19 @@ def _image_urls(body: Mapping[str, Any]) -> tuple[str, ...]:
         raise UnexpectedResponseError("completed job has no images", body=body)
     urls = tuple(item.get("url") if isinstance(item, dict) else item for item in images)
     for url in urls:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        if not is_http_url(url):
             raise UnexpectedResponseError(f"bad image URL {url!r}", body=body)
     return urls  # type: ignore[return-value]  # checked to be str above
+
+
+def _stateless_error(body: Mapping[str, Any]) -> RunComfyError:
+    """A result body with neither a state nor an output: an error body, not a finished job."""
+    error = error_for_response(200, body, {})
+    if error is not None:  # it has an error_code (the transport usually catches these first)
+        return error
+    message = first_message(body, ERROR_MESSAGE_KEYS)
+    summary = "RunComfy answered the result with neither a job state nor an output"
+    return UnexpectedResponseError(f"{summary}: {message}" if message else summary, body=body)
 
 
 def parse_submit(body: Any) -> str:
@@ -202,9 +225,11 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -217,7 +242,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def error_code_of(body: Any) -> int | None:
     """RunComfy's six-digit ``error_code``, if the body has one."""
     code = body.get("error_code") if isinstance(body, dict) else None
-    if isinstance(code, str) and code.strip().isdigit():
+    if isinstance(code, str) and code.strip().isdecimal():
         code = int(code)
     if isinstance(code, int) and not isinstance(code, bool) and code:
         return code
@@ -240,9 +265,7 @@ def error_for_response(
         return None
     api_message = None
     if isinstance(body, dict):
-        for key in ("message", "error_message", "error", "detail"):
-            if api_message := message_text(body.get(key)):
-                break
+        api_message = first_message(body, ERROR_MESSAGE_KEYS)
     elif isinstance(body, str) and body.strip() and not body.lstrip().startswith("<"):
         api_message = message_text(body)
     kwargs: dict[str, Any] = {
@@ -253,7 +276,7 @@ def error_for_response(
     }
     if code == TOO_EARLY_CODE:
         return JobNotFinishedError(api_message or "the job has not finished yet", **kwargs)
-    cls = _error_class(status, code)
+    cls = error_class(status, code)
     summary = _SUMMARIES[cls]
     if cls is ServerError or cls is UnexpectedResponseError:
         summary = f"{summary} (HTTP {status})"
@@ -268,7 +291,8 @@ def error_for_response(
     return cls(message, **kwargs)
 
 
-def _error_class(status: int, code: int | None) -> type[RunComfyError]:
+def error_class(status: int, code: int | None = None) -> type[RunComfyError]:
+    """The error type an HTTP status (and RunComfy error code, if any) stands for."""
     if code in _ERRORS_BY_CODE:
         return _ERRORS_BY_CODE[code]
     if code is not None and 200 <= status < 300:

@@ -42,6 +42,9 @@ class PollingPolicy:
     smoothing: float = 0.3  # weight of the newest job in the duration averages
     spread_smoothing: float = 0.5  # weight of the newest miss in the spread average
     initial_spread: float = 0.05  # after one job, assume jobs vary by this fraction of it
+    # A poll's request timeout is cut to the time left before wait()'s deadline, but never
+    # below this, so the last poll (at the deadline) can be answered: the most wait() overruns.
+    last_poll_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 Only requests that are safe to repeat go through ``with_retries`` with ``retry_if=is_retryable``;
 the submit POST uses a narrower rule (see ``client.http``), because a repeated submit is paid twice.
+Which failures are transient is defined once, here: ``is_retryable`` for typed API errors and
+``is_retryable_status`` (the same rule, through the same status mapping) for downloads.
 """
 
 from __future__ import annotations
@@ -13,10 +15,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from client.errors import APIConnectionError, RateLimitedError, RunComfyError, ServerError
+from client.errors import (
+    APIConnectionError,
+    RateLimitedError,
+    RunComfyError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+)
+from client.parsing import error_class
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+# 408 (mapped to APIConnectionError), 429, 5xx and connection failures.
+_TRANSIENT: tuple[type[RunComfyError], ...] = (RateLimitedError, ServerError, APIConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +36,8 @@ class RetryPolicy:
     max_attempts: int = 4  # including the first
     base_delay: float = 0.5  # the first backoff, doubled on each retry...
     max_delay: float = 8.0  # ...up to this
-    # A server asking for a longer pause than this is not waited out: the error goes to the caller.
+    # A server asking for a longer pause than this is not waited out: the error goes to the caller
+    # (``JobHandle.wait`` still waits it out, within its own deadline).
     max_retry_after: float = 60.0
 
     def delay(
@@ -39,15 +52,33 @@ class RetryPolicy:
             return None
         if retry_after is not None and retry_after > self.max_retry_after:
             return None
-        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return self.pause(attempt, retry_after, rng=rng)
+
+    def pause(
+        self,
+        attempt: int,
+        retry_after: float | None = None,
+        *,
+        rng: Callable[[], float] = random.random,
+    ) -> float:
+        """The backoff after failure number ``attempt``, never shorter than ``retry_after``."""
+        backoff = min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 62))
         # "Equal jitter": at least half the backoff, so retries never bunch up at zero.
         jittered = backoff / 2 + rng() * backoff / 2
         return max(jittered, retry_after or 0.0)
 
 
 def is_retryable(error: RunComfyError) -> bool:
-    """408, 429, 5xx and connection failures: the same request may well succeed later."""
-    return isinstance(error, RateLimitedError | ServerError | APIConnectionError)
+    """408, 429, 5xx and connection failures: the same request may well succeed later.
+
+    Not a submit whose outcome is unknown: repeating it could create (and bill) a second job.
+    """
+    return isinstance(error, _TRANSIENT) and not isinstance(error, SubmitOutcomeUnknownError)
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP error status is worth another attempt: the rule of ``is_retryable``."""
+    return issubclass(error_class(status), _TRANSIENT)
 
 
 def retry_after_of(error: RunComfyError) -> float | None:
@@ -61,6 +92,7 @@ async def with_retries(
     retry_if: Callable[[RunComfyError], bool],
     deadline: float | None = None,
     what: str,
+    sleep: Sleep = asyncio.sleep,
 ) -> T:
     """Run ``operation``, retrying errors ``retry_if`` accepts, never sleeping past ``deadline``."""
     loop = asyncio.get_running_loop()
@@ -74,4 +106,4 @@ async def with_retries(
             if pause is None or (deadline is not None and loop.time() + pause > deadline):
                 raise
             log.info("%s failed (%s); attempt %d in %.2f s", what, err, attempt + 1, pause)
-            await asyncio.sleep(pause)
+            await sleep(pause)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, overload
 from urllib.parse import urlsplit
 
 DEFAULT_API_BASE: Final = "https://model-api.runcomfy.net"
@@ -30,6 +30,16 @@ class SettingError(Exception):
         self.problem = problem
 
 
+@overload
+def env_str(
+    env: Mapping[str, str], name: str, default: None = None, *, required: Literal[True]
+) -> str: ...
+@overload
+def env_str(env: Mapping[str, str], name: str, default: str, *, required: bool = False) -> str: ...
+@overload
+def env_str(
+    env: Mapping[str, str], name: str, default: str | None = None, *, required: bool = False
+) -> str | None: ...
 def env_str(
     env: Mapping[str, str], name: str, default: str | None = None, *, required: bool = False
 ) -> str | None:
@@ -58,15 +68,31 @@ def env_int(
 
 
 def _api_base(env: Mapping[str, str], name: str) -> str:
-    value = env_str(env, name) or DEFAULT_API_BASE
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise SettingError(name, f"must be an http(s) URL like {DEFAULT_API_BASE}, got {value!r}")
+    value = env_str(env, name, DEFAULT_API_BASE)
+    problem = f"must be an http(s) URL like {DEFAULT_API_BASE}, got {value!r}"
+    if any(ch.isspace() for ch in value):
+        raise SettingError(name, problem)
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as err:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        raise SettingError(name, f"{problem} ({err})") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == 0
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingError(name, problem)
+    if parts.username is not None or parts.password is not None:
+        # The token goes in a header; credentials in the URL would end up in logs.
+        raise SettingError(name, "must not contain a user name or password")
     return value.rstrip("/")
 
 
 def _model_id(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env_str(env, name) or default
+    value = env_str(env, name, default)
     if not _MODEL_ID.fullmatch(value):
         raise SettingError(name, f"must be a model id like {default!r}, got {value!r}")
     return value
@@ -82,9 +108,7 @@ class ClientSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClientSettings:
         """Read the ``RUNCOMFY_*`` variables; raises ``SettingError`` naming the first bad one."""
-        token = env_str(env, "RUNCOMFY_API_TOKEN")
-        if token is None:
-            raise SettingError("RUNCOMFY_API_TOKEN", "is required")
+        token = env_str(env, "RUNCOMFY_API_TOKEN", required=True)
         if any(ch.isspace() for ch in token) or token.startswith(("'", '"')):
             # Usually a paste accident ("Bearer xyz", quotes kept from a shell line).
             raise SettingError(

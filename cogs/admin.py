@@ -3,7 +3,10 @@
 Discord shows the group only to members with Manage Server by default, but a server's admins can
 override that in Integrations, so every call is checked again here (``interaction_check``). Answers
 are ephemeral, echo user text escaped, and mention nobody. The work is done by ``AdminService``;
-this module only parses options and renders replies.
+this module only parses options and sends replies (what they say: cogs/admin_render.py).
+
+Channel options take text, announcement, voice and stage channels, forums and threads (forum posts
+included), resolved from the interaction itself: a thread the bot has not cached still works.
 """
 
 from __future__ import annotations
@@ -17,154 +20,74 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.admin_render import (
+    balance_text,
+    ban_text,
+    block_text,
+    blocklist_lines,
+    channels_text,
+    ledger_text,
+    pending_line,
+    roles_text,
+    settings_embed,
+    split_long,
+    stats_embed,
+)
 from cogs.inputs import studio
-from services.admin import AdminError, AdminService, SettingsSummary, StatsReport
-from services.policy import discord_time, format_duration
-from storage.models import Balance, Ban, BlocklistEntry, GuildPolicy, GuildStats, LedgerEntry
+from services.admin import (
+    MAX_COOLDOWN_SECONDS,
+    MAX_CREDITS,
+    MAX_DAILY_CAP,
+    MAX_GRANT,
+    MAX_IN_FLIGHT,
+    MAX_REASON_LENGTH,
+    AdminError,
+    AdminService,
+)
+from services.blocklist import MAX_PATTERN_LENGTH
+from services.policy import format_duration
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
-MAX_MESSAGE = 2000
-MAX_LISTED = 15  # bans, tiers and the like listed in /admin settings before "and N more"
 REFUSED = "Only members with **Manage Server** can use `/admin`."
-
-TextChannels = discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.Thread
-
-
-def escaped(text: str) -> str:
-    """User text shown as text: markdown escaped (mentions are harmless: nothing is pinged)."""
-    return discord.utils.escape_markdown(text)
+MAX_DURATION_TEXT = 20  # "1w2d3h30m" and the like
 
 
-def on_off(value: bool) -> str:
-    return "on" if value else "off"
+class ChannelOrThread(app_commands.Transformer):
+    """A channel option for where members generate: channels, forums and threads.
+
+    Taken as Discord resolved it in the interaction (an ``AppCommandChannel`` or
+    ``AppCommandThread``), so an uncached thread works; only ``.id`` and ``.mention`` are used.
+    """
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.channel
+
+    @property
+    def channel_types(self) -> list[discord.ChannelType]:
+        return [
+            discord.ChannelType.text,
+            discord.ChannelType.news,
+            discord.ChannelType.voice,
+            discord.ChannelType.stage_voice,
+            discord.ChannelType.forum,
+            discord.ChannelType.media,
+            discord.ChannelType.public_thread,
+            discord.ChannelType.private_thread,
+            discord.ChannelType.news_thread,
+        ]
+
+    async def transform(self, interaction: discord.Interaction, value: Any, /) -> Any:
+        if not isinstance(value, app_commands.AppCommandChannel | app_commands.AppCommandThread):
+            raise app_commands.TransformerError(value, self.type, self)
+        return value
 
 
-def _listed(tags: list[str], empty: str) -> str:
-    if not tags:
-        return empty
-    shown = ", ".join(tags[:MAX_LISTED])
-    if len(tags) > MAX_LISTED:
-        shown += f" and {len(tags) - MAX_LISTED} more"
-    return shown
-
-
-def channels_text(policy: GuildPolicy) -> str:
-    tags = [f"<#{c}>" for c in sorted(policy.allowed_channel_ids)]
-    return _listed(tags, "every channel")
-
-
-def roles_text(policy: GuildPolicy) -> str:
-    tags = [f"<@&{r}>" for r in sorted(policy.allowed_role_ids)]
-    return _listed(tags, "everyone")
-
-
-def tiers_text(policy: GuildPolicy) -> str:
-    tiers = sorted(policy.role_tiers.items(), key=lambda kv: (-kv[1], kv[0]))
-    return _listed([f"<@&{role}>: {credits}" for role, credits in tiers], "none")
-
-
-def ban_text(ban: Ban, *, reason_limit: int = 300) -> str:
-    until = "until lifted" if ban.until is None else f"until {discord_time(ban.until, 'f')}"
-    text = f"<@{ban.user_id}> {until}"
-    if ban.reason:
-        reason = ban.reason
-        if len(reason) > reason_limit:
-            reason = reason[: reason_limit - 1] + "…"
-        text += f": {escaped(reason)}"
-    return text
-
-
-def block_text(entry: BlocklistEntry) -> str:
-    kind = "regex" if entry.is_regex else "text"
-    return f"#{entry.id} ({kind}) {escaped(entry.pattern)}"
-
-
-_LEDGER_VERBS = {
-    "reserve": "reserved",
-    "commit": "committed",
-    "refund": "refunded",
-    "grant": "granted",
-    "reset": "reset",
-}
-
-
-def ledger_text(entry: LedgerEntry) -> str:
-    verb = _LEDGER_VERBS.get(entry.kind.value, entry.kind.value)
-    parts = [discord_time(entry.at, "f"), f"{verb} {entry.amount}"]
-    if entry.job_id:
-        parts.append(f"job `{entry.job_id}`")
-    if entry.actor_id:
-        parts.append(f"by <@{entry.actor_id}>")
-    if entry.reason:
-        parts.append(escaped(entry.reason))
-    return " · ".join(parts)
-
-
-def balance_text(user_id: int, balance: Balance) -> str:
-    text = (
-        f"<@{user_id}> has **{balance.remaining}** credits left today"
-        f" (limit {balance.limit} from the {balance.limit_source}"
-    )
-    if balance.granted:
-        text += f", plus {balance.granted} granted"
-    text += f"; {balance.used} used). Resets {discord_time(balance.resets_at)}."
-    if balance.guild_cap_remaining is not None:
-        text += f" The server's daily cap has {balance.guild_cap_remaining} left."
-    return text
-
-
-def stats_text(stats: GuildStats) -> str:
-    lines = [
-        f"Jobs: **{stats.jobs}** ({stats.delivered} delivered, {stats.failures} failed,"
-        f" {stats.cancelled} cancelled, {stats.rejected} rejected, {stats.in_flight} in progress)",
-        f"Images: **{stats.images_delivered}** · Credits spent: **{stats.credits_spent}**",
-    ]
-    if stats.top_users:
-        top = ", ".join(f"<@{user}> {credits}" for user, credits in stats.top_users)
-        lines.append(f"Top: {top}")
-    return "\n".join(lines)
-
-
-def stats_embed(report: StatsReport) -> discord.Embed:
-    embed = discord.Embed(title="Studio stats")
-    embed.add_field(name="Today (UTC)", value=stats_text(report.today)[:1024], inline=False)
-    embed.add_field(name="Last 7 days", value=stats_text(report.week)[:1024], inline=False)
-    return embed
-
-
-def settings_embed(summary: SettingsSummary) -> discord.Embed:
-    policy = summary.policy
-    if policy.default_daily_credits is not None:
-        default = str(policy.default_daily_credits)
-    elif summary.global_default_credits is not None:
-        default = f"bot default ({summary.global_default_credits})"
-    else:
-        default = "bot default"
-    lines = [
-        f"**Channels:** {channels_text(policy)}",
-        f"**Roles:** {roles_text(policy)}",
-        f"**Daily credits per member:** {default}",
-        f"**Server daily cap:** {'none' if policy.daily_cap is None else policy.daily_cap}",
-        f"**Role tiers:** {tiers_text(policy)}",
-        f"**Safety ceiling:** {policy.max_safety}"
-        f" (age-restricted channels: {policy.max_safety_age_restricted})",
-        f"**Blocklist:** {summary.blocklist_entries} entries",
-        "**Log channel:** "
-        + ("not set" if policy.log_channel_id is None else f"<#{policy.log_channel_id}>"),
-        f"**Approval before posting:** {on_off(policy.approval_mode)}",
-        "**Cooldown:** "
-        + ("none" if not policy.cooldown_seconds else format_duration(policy.cooldown_seconds)),
-        f"**Jobs in flight per member:** {policy.max_jobs_in_flight}",
-        f"**DMs to members:** {on_off(policy.dms_enabled)}",
-        f"**Bans:** {len(summary.active_bans)} active",
-    ]
-    # short reasons, so the whole list fits the embed
-    lines += [f"- {ban_text(b, reason_limit=80)}" for b in summary.active_bans[:MAX_LISTED]]
-    if len(summary.active_bans) > MAX_LISTED:
-        lines.append(f"- and {len(summary.active_bans) - MAX_LISTED} more")
-    return discord.Embed(title="Studio settings", description="\n".join(lines)[:4096])
+StudioChannel = app_commands.Transform[
+    app_commands.AppCommandChannel | app_commands.AppCommandThread, ChannelOrThread
+]
 
 
 async def reply(
@@ -199,21 +122,12 @@ async def long_reply(
     interaction: discord.Interaction, header: str, lines: Iterable[str], filename: str
 ) -> None:
     """A list that may not fit one message: the start inline, the whole list as a text file."""
-    lines = list(lines)
-    body = "\n".join([header, *lines])
-    if len(body) <= MAX_MESSAGE:
-        await reply(interaction, body)
+    text, whole = split_long(header, list(lines))
+    if whole is None:
+        await reply(interaction, text)
         return
-    shown: list[str] = [header]
-    size = len(header)
-    for line in lines:
-        if size + len(line) + 1 > MAX_MESSAGE - 80:
-            break
-        shown.append(line)
-        size += len(line) + 1
-    shown.append(f"… {len(lines) - (len(shown) - 1)} more in the attached file.")
-    data = io.BytesIO(body.encode())
-    await reply(interaction, "\n".join(shown), file=discord.File(data, filename=filename))
+    data = io.BytesIO(whole.encode())
+    await reply(interaction, text, file=discord.File(data, filename=filename))
 
 
 class NotAnAdmin(app_commands.CheckFailure):
@@ -268,7 +182,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
 
     @channels.command(name="add", description="Allow the studio in a channel")
     @app_commands.describe(channel="The channel to allow")
-    async def channels_add(self, interaction: discord.Interaction, channel: TextChannels) -> None:
+    async def channels_add(self, interaction: discord.Interaction, channel: StudioChannel) -> None:
         async def run() -> str:
             policy = await self.admin.allow_channel(self._gid(interaction), channel.id)
             return f"The studio now works in {channels_text(policy)}."
@@ -278,7 +192,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @channels.command(name="remove", description="Stop allowing the studio in a channel")
     @app_commands.describe(channel="The channel to remove")
     async def channels_remove(
-        self, interaction: discord.Interaction, channel: TextChannels
+        self, interaction: discord.Interaction, channel: StudioChannel
     ) -> None:
         async def run() -> str:
             policy = await self.admin.disallow_channel(self._gid(interaction), channel.id)
@@ -347,7 +261,9 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @quota.command(name="default", description="Daily credits per member in this server")
     @app_commands.describe(credits="Credits a day; leave empty to use the bot's default")
     async def quota_default(
-        self, interaction: discord.Interaction, credits: app_commands.Range[int, 0] | None = None
+        self,
+        interaction: discord.Interaction,
+        credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
     ) -> None:
         async def run() -> str:
             await self.admin.set_default_credits(self._gid(interaction), credits)
@@ -360,7 +276,9 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @quota.command(name="cap", description="Credits the whole server may spend a day")
     @app_commands.describe(credits="Credits a day for everyone together; leave empty for no cap")
     async def quota_cap(
-        self, interaction: discord.Interaction, credits: app_commands.Range[int, 0] | None = None
+        self,
+        interaction: discord.Interaction,
+        credits: app_commands.Range[int, 0, MAX_DAILY_CAP] | None = None,
     ) -> None:
         async def run() -> str:
             await self.admin.set_daily_cap(self._gid(interaction), credits)
@@ -376,7 +294,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self,
         interaction: discord.Interaction,
         role: discord.Role,
-        credits: app_commands.Range[int, 0],
+        credits: app_commands.Range[int, 0, MAX_CREDITS],
     ) -> None:
         async def run() -> str:
             await self.admin.set_role_tier(self._gid(interaction), role.id, credits)
@@ -402,7 +320,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self,
         interaction: discord.Interaction,
         member: discord.User,
-        credits: app_commands.Range[int, 0] | None = None,
+        credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
     ) -> None:
         async def run() -> str:
             await self.admin.set_user_override(self._gid(interaction), member.id, credits)
@@ -418,8 +336,8 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self,
         interaction: discord.Interaction,
         member: discord.User,
-        amount: app_commands.Range[int, 1],
-        reason: app_commands.Range[str, 1, 300] | None = None,
+        amount: app_commands.Range[int, 1, MAX_GRANT],
+        reason: app_commands.Range[str, 1, MAX_REASON_LENGTH] | None = None,
     ) -> None:
         async def run() -> str:
             await self.admin.grant(
@@ -506,7 +424,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     async def blocklist_add(
         self,
         interaction: discord.Interaction,
-        pattern: app_commands.Range[str, 1, 200],
+        pattern: app_commands.Range[str, 1, MAX_PATTERN_LENGTH],
         regex: bool = False,
     ) -> None:
         async def run() -> str:
@@ -530,16 +448,16 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
 
     @blocklist.command(name="list", description="Show the blocklist")
     async def blocklist_list(self, interaction: discord.Interaction) -> None:
-        entries = await self.admin.blocklist(self._gid(interaction))
+        guild_id = self._gid(interaction)
+        entries = await self.admin.blocklist(guild_id)
         if not entries:
             await reply(interaction, "The blocklist is empty.")
             return
-        await long_reply(
-            interaction,
-            f"**Blocklist** ({len(entries)} entries):",
-            (block_text(e) for e in entries),
-            "blocklist.txt",
-        )
+        problems = await self.admin.blocklist_problems(guild_id)
+        header = f"**Blocklist** ({len(entries)} entries):"
+        if problems:
+            header += f" ⚠️ {len(problems)} not in use (they match nothing; remove or fix them)."
+        await long_reply(interaction, header, blocklist_lines(entries, problems), "blocklist.txt")
 
     # -- moderation and limits ----------------------------------------------------------------
 
@@ -590,7 +508,9 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @app_commands.command(name="cooldown", description="Seconds between a member's jobs")
     @app_commands.describe(seconds="0 for no cooldown (moderators never wait)")
     async def cooldown(
-        self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86_400]
+        self,
+        interaction: discord.Interaction,
+        seconds: app_commands.Range[int, 0, MAX_COOLDOWN_SECONDS],
     ) -> None:
         async def run() -> str:
             await self.admin.set_cooldown(self._gid(interaction), seconds)
@@ -603,7 +523,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @app_commands.command(name="max-in-flight", description="Jobs a member may have running")
     @app_commands.describe(jobs="Unfinished jobs per member at a time")
     async def max_in_flight(
-        self, interaction: discord.Interaction, jobs: app_commands.Range[int, 1, 20]
+        self, interaction: discord.Interaction, jobs: app_commands.Range[int, 1, MAX_IN_FLIGHT]
     ) -> None:
         async def run() -> str:
             await self.admin.set_max_in_flight(self._gid(interaction), jobs)
@@ -632,8 +552,8 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self,
         interaction: discord.Interaction,
         member: discord.User,
-        reason: app_commands.Range[str, 1, 300] | None = None,
-        duration: app_commands.Range[str, 1, 20] | None = None,
+        reason: app_commands.Range[str, 1, MAX_REASON_LENGTH] | None = None,
+        duration: app_commands.Range[str, 1, MAX_DURATION_TEXT] | None = None,
     ) -> None:
         async def run() -> str:
             ban = await self.admin.ban(
@@ -662,6 +582,23 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     async def settings(self, interaction: discord.Interaction) -> None:
         summary = await self.admin.settings(self._gid(interaction))
         await reply(interaction, embed=settings_embed(summary))
+
+    @app_commands.command(name="pending", description="Results waiting for a moderator")
+    async def pending(self, interaction: discord.Interaction) -> None:
+        # checking (and re-posting) the log entries takes a moment
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild_id = self._gid(interaction)
+        jobs = await studio(interaction).moderation.pending(guild_id)
+        if not jobs:
+            await reply(interaction, "No results are waiting for a moderator.")
+            return
+        log_channel = (await self.admin.policy(guild_id)).log_channel_id
+        await long_reply(
+            interaction,
+            f"**Waiting for a moderator** ({len(jobs)}; missing log entries were posted again):",
+            [pending_line(job, log_channel) for job in jobs],
+            "pending.txt",
+        )
 
     @app_commands.command(name="stats", description="Jobs, images, failures and credits")
     async def stats(self, interaction: discord.Interaction) -> None:

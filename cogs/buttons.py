@@ -13,64 +13,189 @@ state changes are compare-and-set.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 
+from client.errors import RunComfyError
 from client.models import MAX_PROMPT_LENGTH
-from cogs.inputs import IMAGE_TYPES, check_age_restriction, may_manage, requester, studio
+from cogs.inputs import (
+    check_age_restriction,
+    is_image,
+    may_act_on,
+    may_manage,
+    requester,
+    studio,
+)
 from cogs.render import NO_MENTIONS, status_text
-from services.errors import NotAllowed, StudioClosing
+from services.errors import NotAllowed, StudioBusy, StudioClosing
 from services.jobs import CancelResult, JobSpec, Progress
 from storage.models import Job, JobKind, JobState
 
 log = logging.getLogger(__name__)
 
 JOB_ID = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
+PROMPT_MODAL_PREFIX = "studio:prompt:"
+MODAL_EXPIRED = (
+    "This form was opened before the studio restarted, so it can't be used any more."
+    " Please open it again; nothing was charged."
+)
 
 
-async def launch(interaction: discord.Interaction, spec: JobSpec) -> Job:
-    """Reserve, acknowledge with the status message, start: the request path."""
+SpecSource = JobSpec | Callable[[], Awaitable[JobSpec]]
+T = TypeVar("T")
+
+
+async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
+    """Reserve, acknowledge with the status message, start: the request path.
+
+    ``spec`` may be a coroutine function (a button looks its job up first). The work before
+    the answer (that lookup, policy, the reservation) gets ``JobTiming.ack_budget`` seconds;
+    past that the interaction is deferred, so Discord's 3 seconds are always met, and the
+    status message replaces the placeholder once the work is done. A refusal after deferring
+    removes the placeholder; the tree then answers it ephemerally.
+    """
     bot = studio(interaction)
     if not bot.accepting:
         raise StudioClosing()
-    reservation = await bot.jobs.reserve(spec, requester(interaction))
-    job = reservation.job
+    who = requester(interaction)
+    late = LateDefer(interaction, ephemeral=False)
     try:
-        response = await interaction.response.send_message(
-            status_text(job, Progress(JobState.RESERVED), reservation.notes),
-            view=status_view(job.id),
-            allowed_mentions=NO_MENTIONS,
-        )
+        wanted = spec if isinstance(spec, JobSpec) else await spec()
+        reservation = await bot.jobs.reserve(wanted, who)
+    except BaseException:
+        # A refusal: if a public placeholder went out, take it away; the tree then answers
+        # ephemerally.
+        if await late.settle(quiet=True):
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+        raise
+    job = reservation.job
+    content = status_text(job, Progress(JobState.RESERVED), reservation.notes)
+    try:
+        if await late.settle():  # deferred: the status message replaces the placeholder
+            message = await interaction.edit_original_response(
+                content=content, view=status_view(job.id), allowed_mentions=NO_MENTIONS
+            )
+            message_id: int | None = message.id
+        else:
+            response = await interaction.response.send_message(
+                content, view=status_view(job.id), allowed_mentions=NO_MENTIONS
+            )
+            message_id = getattr(response, "message_id", None)
     except BaseException:
         log.warning("job %s: the acknowledgement failed; abandoning it", job.id)
         await bot.jobs.abandon(job.id)
         raise
-    bot.jobs.start(job, status_message_id=getattr(response, "message_id", None))
+    bot.jobs.start(job, status_message_id=message_id)
     return job
 
 
+class LateDefer:
+    """Defers an interaction if the work before its answer outlasts ``JobTiming.ack_budget``.
+
+    A timer, not a task per interaction: the usual fast answer costs next to nothing (the
+    acknowledgement latency under a burst is what Discord's 3 seconds are about).
+    """
+
+    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
+        self._interaction = interaction
+        self._ephemeral = ephemeral
+        self._deferring: asyncio.Task[Any] | None = None
+        budget = studio(interaction).settings.timing.ack_budget
+        self._timer = asyncio.get_running_loop().call_later(budget, self._defer)
+
+    def _defer(self) -> None:
+        log.info("interaction %s: slow to prepare its answer; deferring", self._interaction.id)
+        response = self._interaction.response
+        self._deferring = asyncio.create_task(
+            response.defer(ephemeral=self._ephemeral, thinking=True)
+        )
+
+    async def settle(self, *, quiet: bool = False) -> bool:
+        """The work is done: no deferral from now on. True if the interaction was deferred.
+
+        Raises if the deferral failed (Discord takes no answer any more), unless ``quiet``.
+        """
+        self._timer.cancel()
+        if self._deferring is None:
+            return False
+        try:
+            await self._deferring
+        except Exception as err:
+            if not quiet:
+                raise
+            log.info("interaction %s: the deferral failed (%s)", self._interaction.id, err)
+            return False
+        return True
+
+
+async def answered_in_time(
+    interaction: discord.Interaction, work: Awaitable[T], *, ephemeral: bool
+) -> T:
+    """Await ``work``; past the budget the interaction is deferred (thinking) meanwhile.
+
+    The caller answers with ``edit_original_response`` when ``interaction.response.is_done()``.
+    """
+    late = LateDefer(interaction, ephemeral=ephemeral)
+    try:
+        result = await work
+    except BaseException:
+        await late.settle(quiet=True)  # the tree answers with a followup if it was deferred
+        raise
+    await late.settle()
+    return result
+
+
+async def within_budget(interaction: discord.Interaction, work: Awaitable[T]) -> T:
+    """A read that must finish before the answer (e.g. before opening a modal) in time."""
+    try:
+        return await asyncio.wait_for(work, studio(interaction).settings.timing.ack_budget)
+    except TimeoutError:
+        log.warning("interaction %s: the database was too slow to answer in time", interaction.id)
+        raise StudioBusy() from None
+
+
 async def guarded(
-    interaction: discord.Interaction, action: Callable[[discord.Interaction], Awaitable[Any]]
+    interaction: discord.Interaction,
+    action: Callable[[discord.Interaction], Awaitable[Any]],
+    *,
+    job_id: str | None = None,
 ) -> None:
-    """Run a button or modal action; errors go to the tree's handler (discord.py only logs them)."""
+    """Run a button or modal action; errors go to the tree's handler (discord.py only logs them).
+
+    ``job_id``: the job acted on, for the log line and the reference the member sees.
+    """
     bot = studio(interaction)
     try:
         if not bot.accepting:
             raise StudioClosing()
         await action(interaction)
     except Exception as err:
-        await bot.tree.report(interaction, err)
+        await bot.tree.report(interaction, err, job_id=job_id)
+
+
+def unstored(view: discord.ui.View) -> discord.ui.View:
+    """A view discord.py will not keep in memory per message: a stopped one.
+
+    Clicks still arrive, through the registered DynamicItems; otherwise every status and result
+    message ever sent would hold a View in memory for the bot's lifetime.
+    """
+    view.stop()
+    return view
 
 
 def status_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(CancelButton(job_id))
-    return view
+    return unstored(view)
 
 
 def result_view(job_id: str) -> discord.ui.View:
@@ -78,7 +203,7 @@ def result_view(job_id: str) -> discord.ui.View:
     view.add_item(RerollButton(job_id))
     view.add_item(EditButton(job_id))
     view.add_item(DeleteButton(job_id))
-    return view
+    return unstored(view)
 
 
 class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"studio:_:" + JOB_ID):
@@ -108,7 +233,7 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"studio:_:
 
     async def callback(self, interaction: discord.Interaction) -> None:
         log.info("job %s: %s clicked by user %s", self.job_id, self.action, interaction.user.id)
-        await guarded(interaction, self.run)
+        await guarded(interaction, self.run, job_id=self.job_id)
 
     async def run(self, interaction: discord.Interaction) -> None:
         raise NotImplementedError
@@ -122,9 +247,22 @@ class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
     async def run(self, interaction: discord.Interaction) -> None:
         # Acknowledge first: cancelling may wait on RunComfy's answer.
         await interaction.response.defer()
-        result = await studio(interaction).jobs.cancel(
-            self.job_id, actor_id=interaction.user.id, may_manage=may_manage(interaction)
-        )
+        try:
+            result = await studio(interaction).jobs.cancel(
+                self.job_id,
+                actor_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                may_manage=may_manage(interaction),
+            )
+        except RunComfyError as err:
+            log.warning("job %s: cancel failed: %s", self.job_id, err)
+            await interaction.followup.send(
+                "RunComfy didn't answer the cancel request, so the job carries on."
+                " Try again in a moment.",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return
         text = {
             CancelResult.CANCELLED: "Cancelled. The credits are back.",
             CancelResult.RUNNING: (
@@ -144,10 +282,13 @@ class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):
     emoji = "🎲"
 
     async def run(self, interaction: discord.Interaction) -> None:
-        job = await studio(interaction).jobs.get(self.job_id)
-        check_age_restriction(job, interaction)
-        # Same request, a new seed, charged to whoever clicked.
-        await launch(interaction, JobSpec.from_job(job, seed=None))
+        async def spec() -> JobSpec:
+            job = await studio(interaction).jobs.get(self.job_id)
+            check_age_restriction(job, interaction)
+            # Same request, a new seed, charged to whoever clicked.
+            return JobSpec.from_job(job, seed=None)
+
+        await launch(interaction, spec)
 
 
 class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
@@ -156,13 +297,17 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
     emoji = "✏️"
 
     async def run(self, interaction: discord.Interaction) -> None:
-        job = await studio(interaction).jobs.get(self.job_id)
+        # A modal must be the first answer: the lookup cannot be deferred, only bounded.
+        job = await within_budget(interaction, studio(interaction).jobs.get(self.job_id))
         check_age_restriction(job, interaction)
         urls = _shown_images(interaction.message) or list(job.result_urls)
         if not urls:
             raise NotAllowed("edit", "This result has no images left to edit.")
         base = JobSpec.from_job(job, kind=JobKind.EDIT, image_urls=tuple(urls), seed=None)
-        await interaction.response.send_modal(PromptModal(base, title="Edit this result"))
+        modal = PromptModal(
+            base, title="Edit this result", open_prompts=studio(interaction).open_prompts
+        )
+        await interaction.response.send_modal(modal)
 
 
 class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
@@ -172,14 +317,18 @@ class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
     emoji = "🗑️"
 
     async def run(self, interaction: discord.Interaction) -> None:
-        job = await studio(interaction).jobs.get(self.job_id)
-        if interaction.user.id != job.user_id and not may_manage(interaction):
+        job = await within_budget(interaction, studio(interaction).jobs.get(self.job_id))
+        if not may_act_on(job, interaction):
             raise NotAllowed(
                 "delete", "Only the member who asked (or a moderator) can delete this."
             )
         await interaction.response.defer()
         if interaction.message is not None:
-            await interaction.message.delete()
+            try:
+                await interaction.message.delete()
+            except discord.NotFound:  # a double click: the first one deleted it
+                log.info("job %s: result already deleted", job.id)
+                return
         log.info("job %s: result deleted by user %s", job.id, interaction.user.id)
 
 
@@ -187,11 +336,7 @@ def _shown_images(message: discord.Message | None) -> list[str]:
     """The images attached to the clicked message (fresh signed URLs from the interaction)."""
     if message is None:
         return []
-    return [
-        a.url
-        for a in message.attachments
-        if (a.content_type or "").split(";")[0].strip().lower() in IMAGE_TYPES
-    ]
+    return [a.url for a in message.attachments if is_image(a)]
 
 
 class PromptModal(discord.ui.Modal):
@@ -205,18 +350,28 @@ class PromptModal(discord.ui.Modal):
         required=True,
     )
 
-    def __init__(self, base: JobSpec, *, title: str) -> None:
-        super().__init__(title=title, timeout=15 * 60)
+    def __init__(self, base: JobSpec, *, title: str, open_prompts: set[str]) -> None:
+        custom_id = f"{PROMPT_MODAL_PREFIX}{secrets.token_hex(8)}"
+        super().__init__(title=title, timeout=15 * 60, custom_id=custom_id)
         self.base = base
+        # Modals live in memory only: the bot keeps the ids of open ones, so a form opened
+        # before a restart is recognised (and answered) when it comes back (see StudioCog).
+        self._open = open_prompts
+        open_prompts.add(custom_id)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await guarded(interaction, self._launch)
+        # forget it a little later: the "unknown form" check may still be looking at it
+        asyncio.get_running_loop().call_later(60, self._open.discard, self.custom_id)
+        await guarded(interaction, self._launch, job_id=self.base.parent_job_id)
+
+    async def on_timeout(self) -> None:
+        self._open.discard(self.custom_id)
 
     async def _launch(self, interaction: discord.Interaction) -> None:
         await launch(interaction, replace(self.base, prompt=self.prompt.value))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
-        await studio(interaction).tree.report(interaction, error)
+        await studio(interaction).tree.report(interaction, error, job_id=self.base.parent_job_id)
 
 
 DYNAMIC_ITEMS = (CancelButton, RerollButton, EditButton, DeleteButton)

@@ -11,6 +11,7 @@ import discord
 
 from client.models import MAX_EDIT_IMAGES
 from services.errors import InvalidInput, NotAllowed
+from services.job_types import may_act_on as job_rule
 from services.jobs import Requester
 from storage.models import Job
 
@@ -34,6 +35,29 @@ def studio(interaction: discord.Interaction) -> StudioBot:
 def may_manage(interaction: discord.Interaction) -> bool:
     """Manage Messages in this channel (Discord resolves overwrites and Administrator)."""
     return interaction.guild_id is not None and interaction.permissions.manage_messages
+
+
+def may_act_on(job: Job, interaction: discord.Interaction) -> bool:
+    """The clicker is the requester, or a moderator of the job's own server (the one rule:
+    ``services.job_types.may_act_on``)."""
+    return job_rule(
+        job,
+        actor_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        manages_messages=may_manage(interaction),
+    )
+
+
+def media_type(content_type: str | None) -> str:
+    """``image/png; charset=x`` -> ``image/png`` (Discord's attachment content types)."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_image(attachment: discord.Attachment) -> bool:
+    """An attachment RunComfy can take as an input image (type and size)."""
+    return media_type(attachment.content_type) in IMAGE_TYPES and (
+        attachment.size <= MAX_INPUT_BYTES
+    )
 
 
 def age_restricted(interaction: discord.Interaction) -> bool:
@@ -75,7 +99,7 @@ def requester(interaction: discord.Interaction) -> Requester:
 
 def check_attachment(attachment: discord.Attachment, option: str) -> str:
     """The attachment's URL if it is an image RunComfy can take; InvalidInput otherwise."""
-    kind = (attachment.content_type or "").split(";")[0].strip().lower()
+    kind = media_type(attachment.content_type)
     name = discord.utils.escape_markdown(attachment.filename)
     if kind not in IMAGE_TYPES:
         raise InvalidInput(
@@ -93,17 +117,16 @@ def check_attachment(attachment: discord.Attachment, option: str) -> str:
 def message_images(message: discord.Message) -> list[str]:
     """The images on a message, in order: image attachments, then embed images (at most 20)."""
     urls: list[str] = []
-    for attachment in message.attachments:
-        kind = (attachment.content_type or "").split(";")[0].strip().lower()
-        if kind in IMAGE_TYPES and attachment.size <= MAX_INPUT_BYTES:
-            urls.append(attachment.url)
+    urls += [a.url for a in message.attachments if is_image(a)]
     for embed in message.embeds:
         for part in (embed.image, embed.thumbnail):
-            if part.url and part.url.startswith(("https://", "http://")):
+            # Embeds say nothing of type or size: only links that name an image file.
+            if part.url and _IMAGE_LINK.match(part.url):
                 urls.append(part.url)
     return list(_unique(urls))[:MAX_EDIT_IMAGES]
 
 
+_IMAGE_LINK = re.compile(r"^https?://[^?#]+\.(?:png|jpe?g|webp)(?:[?#].*)?$", re.IGNORECASE)
 STUDIO_CUSTOM_ID = re.compile(r"^studio:[a-z]+:(?P<job_id>[A-Za-z0-9_-]{1,64})$")
 FOOTER_JOB_ID = re.compile(r"^job (?P<job_id>[A-Za-z0-9_-]{1,64})(?: ·|$)")
 

@@ -9,12 +9,23 @@ is authorised here, on the server side, from the clicker's permissions in the lo
   member trusted with server bans may use it); it opens a modal for a reason and a duration
   (both optional: no reason given records one naming the log entry; no duration: until lifted).
 The permission is checked again when the ban modal is submitted. A member without it gets an
-ephemeral refusal and nothing changes. Each action updates the entry: a line under "Moderation"
-(who did what, when) and the buttons that no longer apply disabled.
+ephemeral refusal and nothing changes. A job button acts only on the job's own entry in the
+clicker's guild (the service checks both). Each action updates the entry: a line under
+"Moderation" (who did what, when) and the buttons that no longer apply disabled.
+
+Age-restricted results logged to a channel that is not age-restricted are never shown there: no
+thumbnail or embedded image; the entry's links are marked and spoilered, and an approval entry's
+images are attached as spoilers (``SPOILER_`` files) so moderators choose to open them.
+
+A rejection is private: the public status message only says the request was not posted; the
+verdict (with the prompt) goes to the requester as an ephemeral followup on their interaction
+while its token lives, else by DM if the guild allows DMs; only if neither works is a short
+notice without the prompt posted in the channel, mentioning them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Collection, Sequence
@@ -25,18 +36,19 @@ import discord
 from discord.ext import commands
 
 from client.models import DownloadedImage
-from cogs.buttons import guarded
-from cogs.inputs import IMAGE_TYPES, studio
+from cogs.buttons import guarded, unstored, within_budget
+from cogs.inputs import IMAGE_TYPES, media_type, studio
 from cogs.modlog_render import (
     blocked_entry,
     disabled_ids,
     job_entry,
     note,
     read_notes,
+    with_more,
     with_notes,
 )
 from cogs.presenter import DiscordPresenter, files_of, fit
-from cogs.render import NO_MENTIONS, credits, outcome_text, quoted_prompt, ready_mentions
+from cogs.render import NO_MENTIONS, credits, quoted_prompt, ready_mentions
 from services.admin import MAX_REASON_LENGTH
 from services.errors import NotAllowed
 from services.job_types import DEFAULT_UPLOAD_LIMIT
@@ -92,16 +104,28 @@ class DiscordModLog:
             raise LogUnavailable(channel_id, f"{err.status} {err.text or err}") from err
         return message.id
 
+    def _hides(self, channel_id: int, job: Job) -> bool:
+        """An age-restricted job's images must not show in a log channel that is not.
+
+        A channel the cache does not know counts as not age-restricted.
+        """
+        if not job.age_restricted_channel:
+            return False
+        channel = self._bot.get_channel(channel_id)
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        return not (callable(is_nsfw) and is_nsfw())
+
     async def post_job(self, channel_id: int, job: Job) -> int:
+        hidden = self._hides(channel_id, job)
         thumbnail = None
-        if job.state == JobState.DELIVERED:
+        if job.state == JobState.DELIVERED and not hidden:
             thumbnail = await self._result_thumbnail(job)
             if thumbnail is None and job.result_urls:
                 thumbnail = job.result_urls[0]
         return await self._send(
             channel_id,
             job.guild_id,
-            embed=job_entry(job, thumbnail=thumbnail),
+            embed=job_entry(job, thumbnail=thumbnail, age_hidden=hidden),
             view=entry_view(job),
         )
 
@@ -116,7 +140,7 @@ class DiscordModLog:
             log.info("job %s: result message unavailable for the log (%s)", job.id, err)
             return None
         for attachment in message.attachments:
-            if (attachment.content_type or "").split(";")[0] in IMAGE_TYPES:
+            if media_type(attachment.content_type) in IMAGE_TYPES:
                 return attachment.url
         return None
 
@@ -130,14 +154,21 @@ class DiscordModLog:
         guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
         fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
-        first = next((f for f in fitted if f.data), None)
-        image = f"attachment://{first.filename}" if first is not None else None
+        if self._hides(channel_id, job):
+            # spoilered files, no embedded image: moderators choose to look
+            files = [
+                discord.File(io.BytesIO(f.data), filename=f.filename, spoiler=True)
+                for f in fitted
+                if f.data
+            ]
+            embed = job_entry(job, age_hidden=True)
+        else:
+            first = next((f for f in fitted if f.data), None)
+            image = f"attachment://{first.filename}" if first is not None else None
+            files = files_of(fitted)
+            embed = job_entry(job, image=image)
         return await self._send(
-            channel_id,
-            job.guild_id,
-            embed=job_entry(job, image=image),
-            files=files_of(fitted),
-            view=entry_view(job),
+            channel_id, job.guild_id, embed=embed, files=files, view=entry_view(job)
         )
 
     async def post_blocked(self, channel_id: int, attempt: BlockedAttempt) -> int:
@@ -148,30 +179,76 @@ class DiscordModLog:
             view=blocked_view(attempt.user_id),
         )
 
+    async def count_blocked(
+        self, channel_id: int, message_id: int, attempt: BlockedAttempt, more: int
+    ) -> bool:
+        channel = self._bot.get_partial_messageable(channel_id, guild_id=attempt.guild_id)
+        async with self._entries.hold(message_id):  # not while a moderator updates it
+            try:
+                message = await channel.fetch_message(message_id)
+                old = message.embeds[0] if message.embeds else discord.Embed()
+                await message.edit(
+                    embed=with_more(old, more, attempt.at), allowed_mentions=NO_MENTIONS
+                )
+            except discord.NotFound:
+                return False
+            except discord.HTTPException as err:
+                raise LogUnavailable(channel_id, f"{err.status} {err.text or err}") from err
+        return True
+
+    async def entry_exists(self, channel_id: int, message_id: int) -> bool:
+        channel = self._bot.get_partial_messageable(channel_id)
+        try:
+            await channel.fetch_message(message_id)
+        except discord.NotFound:
+            return False
+        except discord.HTTPException as err:
+            raise LogUnavailable(channel_id, f"{err.status} {err.text or err}") from err
+        return True
+
     async def show_held(self, job: Job) -> None:
         await self._presenter.show_held(job)
 
-    async def show_rejected(self, job: Job, *, dm: bool) -> None:
-        """The status message becomes a neutral notice (no images); a DM too if allowed.
-
-        Only if neither reaches the member is a short notice (no prompt) posted in the
-        channel, mentioning them: they must learn their credits are back.
+    async def show_rejected(self, job: Job, *, dm: bool) -> str:
+        """The public status message becomes a neutral notice (no prompt, no images); the
+        verdict goes privately: an ephemeral followup while the token lives, else a DM if
+        allowed. Only if neither works is a short notice (no prompt) posted in the channel,
+        mentioning them: they must learn their credits are back. Returns how they were told.
         """
         try:
-            shown = await self._presenter.edit_status(
-                job, content=outcome_text(job), embed=None, view=None
+            await self._presenter.edit_status(
+                job, content=rejected_status(job), embed=None, view=None
             )
         except discord.HTTPException as err:
             log.info("job %s: could not edit the status message (%s)", job.id, err)
-            shown = None
-        sent = await self._dm(job, rejected_dm(job)) if dm else False
-        if shown is None and not sent:
-            channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            await channel.send(
-                f"<@{job.user_id}> your request (job `{job.id}`) was not approved by a"
-                f" moderator. Your {credits(job.cost)} are back.",
-                allowed_mentions=ready_mentions(job),
-            )
+        verdict = rejected_notice(job)
+        if await self._followup(job, verdict):
+            return "told privately (a message only they can see)"
+        if dm and await self._dm(job, verdict):
+            return "told by DM"
+        channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        await channel.send(
+            f"<@{job.user_id}> your request (job `{job.id}`) was not posted."
+            f" Your {credits(job.cost)} {'is' if job.cost == 1 else 'are'} back.",
+            allowed_mentions=ready_mentions(job),
+        )
+        return "told in the channel (without the prompt)"
+
+    async def _followup(self, job: Job, text: str) -> bool:
+        """An ephemeral followup on the requester's own interaction, while its token lives."""
+        app_id = self._bot.application_id
+        expires = job.token_expires_at
+        if not job.interaction_token or app_id is None or expires is None or expires <= _now():
+            return False
+        hook = discord.Webhook.partial(app_id, job.interaction_token, client=self._bot)
+        # an interaction's webhook, as Interaction.followup builds it: only those send ephemerals
+        hook.type = discord.WebhookType.application
+        try:
+            await hook.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as err:
+            log.info("job %s: could not tell the requester privately (%s)", job.id, err)
+            return False
+        return True
 
     async def _dm(self, job: Job, text: str) -> bool:
         try:
@@ -198,6 +275,10 @@ class DiscordModLog:
         """
         clicked = interaction.message
         if clicked is None:
+            return
+        if job is not None and job.log_message_id != clicked.id:
+            # not (or no longer) the job's entry: never rewrite another message
+            log.info("job %s: message %s is not its entry; left as is", job.id, clicked.id)
             return
         async with self._entries.hold(clicked.id):
             message = await self._fresh(clicked)
@@ -244,28 +325,26 @@ class DiscordModLog:
         return True
 
 
-def rejected_dm(job: Job) -> str:
+def rejected_status(job: Job) -> str:
+    """What everyone sees on a rejected job's status message: neutral, no prompt."""
+    return f"🚫 This request was not posted.\n-# job `{job.id}`"
+
+
+def rejected_notice(job: Job) -> str:
+    """The private verdict (ephemeral or DM): with the prompt, only the requester sees it."""
     what = "edit" if job.kind == JobKind.EDIT else "image"
+    verb = "is" if job.cost == 1 else "are"
     return "\n".join(
         [
             f"Your {what} request in <#{job.channel_id}> (job `{job.id}`) was not approved by"
-            f" the server's moderators, so it wasn't posted. Your {credits(job.cost)} are back.",
+            f" the server's moderators, so it wasn't posted. Your {credits(job.cost)} {verb}"
+            " back.",
             quoted_prompt(job.prompt),
         ]
     )
 
 
 # -- views --------------------------------------------------------------------------------------
-
-
-def _unstored(view: discord.ui.View) -> discord.ui.View:
-    """A view discord.py will not keep in memory per message: a stopped one.
-
-    Clicks still arrive, through the registered DynamicItems; otherwise every log entry ever
-    posted would hold a View in memory for the bot's lifetime.
-    """
-    view.stop()
-    return view
 
 
 def entry_view(job: Job, disabled: Collection[str] = ()) -> discord.ui.View:
@@ -286,7 +365,7 @@ def entry_view(job: Job, disabled: Collection[str] = ()) -> discord.ui.View:
         if item.custom_id in disabled:
             item.item.disabled = True
         view.add_item(item)
-    return _unstored(view)
+    return unstored(view)
 
 
 def blocked_view(user_id: int, disabled: Collection[str] = ()) -> discord.ui.View:
@@ -294,7 +373,7 @@ def blocked_view(user_id: int, disabled: Collection[str] = ()) -> discord.ui.Vie
     button = BanUserButton(str(user_id))
     button.item.disabled = button.custom_id in disabled
     view.add_item(button)
-    return _unstored(view)
+    return unstored(view)
 
 
 def _button_target(message: discord.Message, action: str) -> str | None:
@@ -312,6 +391,11 @@ def modlog(interaction: discord.Interaction) -> DiscordModLog:
     if not isinstance(sink, DiscordModLog):
         raise RuntimeError("the moderators' log cog is not loaded")
     return sink
+
+
+def entry_id(interaction: discord.Interaction) -> int:
+    """The message the button was clicked on (0, which matches no entry, if Discord sent none)."""
+    return interaction.message.id if interaction.message is not None else 0
 
 
 async def tell(interaction: discord.Interaction, text: str) -> None:
@@ -353,7 +437,7 @@ class _ModButton(discord.ui.DynamicItem[discord.ui.Button], template=r"modlog:_:
 
     async def callback(self, interaction: discord.Interaction) -> None:
         log.info("modlog %s: %s clicked by user %s", self.target, self.action, interaction.user.id)
-        await guarded(interaction, self._checked)
+        await guarded(interaction, self._checked, job_id=self.target)
 
     async def _checked(self, interaction: discord.Interaction) -> None:
         if interaction.guild_id is None or not self.allowed(interaction.permissions):
@@ -388,7 +472,11 @@ class ApproveButton(_ModButton, template=r"modlog:approve:" + JOB_ID):
         message = interaction.message
         copies = [a.url for a in message.attachments] if message is not None else []
         result = await studio(interaction).moderation.approve(
-            guild_id, self.target, actor_id=interaction.user.id, fallback_urls=copies
+            guild_id,
+            self.target,
+            actor_id=interaction.user.id,
+            fallback_urls=copies,
+            entry_id=entry_id(interaction),
         )
         extra = "" if result.job.state == JobState.DELIVERED else "posting failed"
         await self.finish(
@@ -405,7 +493,7 @@ class RejectButton(_ModButton, template=r"modlog:reject:" + JOB_ID):
     async def run(self, interaction: discord.Interaction, guild_id: int) -> None:
         await interaction.response.defer()
         result = await studio(interaction).moderation.reject(
-            guild_id, self.target, actor_id=interaction.user.id
+            guild_id, self.target, actor_id=interaction.user.id, entry_id=entry_id(interaction)
         )
         await self.finish(
             interaction,
@@ -423,7 +511,7 @@ class RemoveButton(_ModButton, template=r"modlog:remove:" + JOB_ID):
     async def run(self, interaction: discord.Interaction, guild_id: int) -> None:
         await interaction.response.defer()
         result = await studio(interaction).moderation.remove(
-            guild_id, self.target, actor_id=interaction.user.id
+            guild_id, self.target, actor_id=interaction.user.id, entry_id=entry_id(interaction)
         )
         await self.finish(interaction, result, note("🗑️ Removed", interaction.user.id, _now()))
 
@@ -436,16 +524,18 @@ class RefundButton(_ModButton, template=r"modlog:refund:" + JOB_ID):
     async def run(self, interaction: discord.Interaction, guild_id: int) -> None:
         await interaction.response.defer()
         result = await studio(interaction).moderation.refund(
-            guild_id, self.target, actor_id=interaction.user.id
+            guild_id, self.target, actor_id=interaction.user.id, entry_id=entry_id(interaction)
         )
         amount = credits(result.job.committed or 0)
         await modlog(interaction).update_entry(
             interaction,
             result.job,
-            note("💸 Refunded", interaction.user.id, _now(), amount) if result.done else None,
+            note("💸 Refunded", interaction.user.id, _now(), amount, result.detail)
+            if result.done
+            else None,
             disable=[self.custom_id],  # refunded (now or before): the button has done its job
         )
-        if not result.done:
+        if not result.done or result.detail:
             await tell(interaction, result.message)
 
 
@@ -460,7 +550,13 @@ class BanButton(_ModButton, template=r"modlog:ban:" + JOB_ID):
         return may_ban(perms)
 
     async def run(self, interaction: discord.Interaction, guild_id: int) -> None:
-        job = await studio(interaction).moderation.job_in(guild_id, self.target)
+        # a modal must be the first answer: the lookup is bounded, not deferred
+        job = await within_budget(
+            interaction,
+            studio(interaction).moderation.entry_job(
+                guild_id, self.target, entry_id=entry_id(interaction)
+            ),
+        )
         await interaction.response.send_modal(
             BanModal(job.user_id, job=job, button_id=self.custom_id)
         )
@@ -504,7 +600,7 @@ class BanModal(discord.ui.Modal):
         self.button_id = button_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await guarded(interaction, self._ban)
+        await guarded(interaction, self._ban, job_id=self.job.id if self.job else None)
 
     async def _ban(self, interaction: discord.Interaction) -> None:
         if interaction.guild_id is None or not may_ban(interaction.permissions):
@@ -527,7 +623,8 @@ class BanModal(discord.ui.Modal):
         await modlog(interaction).update_entry(interaction, job, text, disable=[self.button_id])
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
-        await studio(interaction).tree.report(interaction, error)
+        job_id = self.job.id if self.job else None
+        await studio(interaction).tree.report(interaction, error, job_id=job_id)
 
 
 MODLOG_ITEMS = (

@@ -19,6 +19,8 @@ from services.policy import discord_time
 from storage.models import Job, JobKind, JobState
 
 NOTES_FIELD = "Moderation"
+MORE_FIELD = "Further attempts"
+AGE_HIDDEN = "🔞 age-restricted result, not shown in this channel (links hidden behind spoilers)"
 PROMPT_CHARS = 1500  # before escaping: at most ~3,000 after, within an embed's 4,096
 FIELD_CHARS = 1024
 
@@ -88,7 +90,10 @@ def job_entry(
     notes: Sequence[str] = (),
     thumbnail: str | None = None,
     image: str | None = None,
+    age_hidden: bool = False,
 ) -> discord.Embed:
+    """A job's entry. ``age_hidden``: an age-restricted job in a log channel that is not, so no
+    image is shown and its links are marked and spoilered."""
     head, colour = _HEADS.get(job.state, (job.state.value, discord.Colour.default()))
     kind = "Edit" if job.kind == JobKind.EDIT else "Imagine"
     embed = discord.Embed(
@@ -108,7 +113,7 @@ def job_entry(
     inputs = [str(u) for u in job.params.get("image_urls", ())]
     if inputs:
         embed.add_field(name="Input images", value=links(inputs), inline=False)
-    output = _output(job)
+    output = _output(job, age_hidden=age_hidden)
     if output:
         embed.add_field(name="Output", value=output, inline=False)
     if job.state == JobState.FAILED and job.error:
@@ -123,8 +128,8 @@ def job_entry(
     return embed
 
 
-def _output(job: Job) -> str:
-    parts: list[str] = []
+def _output(job: Job, *, age_hidden: bool = False) -> str:
+    parts: list[str] = [AGE_HIDDEN] if age_hidden else []
     if job.state == JobState.DELIVERED:
         if job.result_message_id is not None:
             url = jump_url(job.guild_id, job.channel_id, job.result_message_id)
@@ -132,7 +137,11 @@ def _output(job: Job) -> str:
         else:
             parts.append("removed from the channel")
     if job.result_urls:
-        parts.append("RunComfy: " + links(job.result_urls, limit=FIELD_CHARS - 60))
+        if age_hidden:
+            shown = links(job.result_urls, limit=FIELD_CHARS - 60 - len(AGE_HIDDEN))
+            parts.append(f"RunComfy: ||{shown}||")
+        else:
+            parts.append("RunComfy: " + links(job.result_urls, limit=FIELD_CHARS - 60))
     return " · ".join(parts)
 
 
@@ -158,6 +167,20 @@ def blocked_entry(attempt: BlockedAttempt) -> discord.Embed:
         embed.add_field(name="Input images", value=links(attempt.image_urls), inline=False)
     embed.set_footer(text="Not sent to RunComfy; nothing was charged.")
     return embed
+
+
+def with_more(embed: discord.Embed, more: int, at: datetime) -> discord.Embed:
+    """A blocked-prompt entry counting ``more`` further attempts, the last one ``at``."""
+    copy = embed.copy()
+    for index, f in enumerate(copy.fields):
+        if f.name == MORE_FIELD:
+            copy.remove_field(index)
+            break
+    attempts = "attempt" if more == 1 else "attempts"
+    copy.add_field(
+        name=MORE_FIELD, value=f"+{more} more {attempts} (last {discord_time(at)})", inline=False
+    )
+    return copy
 
 
 def read_notes(embed: discord.Embed | None) -> list[str]:

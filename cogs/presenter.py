@@ -52,6 +52,16 @@ MAX_REQUEST_BYTES = 25 * MIB
 TOKEN_REJECTED_CODES = frozenset({10015, 10062, 50027})
 
 
+def too_large(err: discord.HTTPException) -> bool:
+    """Discord refused the upload for its size (413, or 40005 "Request entity too large")."""
+    return err.status == 413 or err.code == 40005
+
+
+def links_only(fitted: Sequence[FittedImage]) -> list[FittedImage]:
+    """The same result with every image as a link: what to post when uploads are refused."""
+    return [FittedImage(f.filename, f.source_url, None, f.reencoded) for f in fitted]
+
+
 def token_rejected(err: discord.HTTPException) -> bool:
     return (
         isinstance(err, discord.NotFound) or err.status == 401 or err.code in TOKEN_REJECTED_CODES
@@ -86,7 +96,8 @@ def files_of(fitted: Sequence[FittedImage]) -> list[discord.File]:
 class DiscordPresenter:
     def __init__(self, bot: StudioBot) -> None:
         self._bot = bot
-        self._dead_tokens: set[str] = set()  # jobs whose token Discord rejected
+        # Jobs whose token Discord rejected; a job leaves it once its end was shown.
+        self._dead_tokens: set[str] = set()
 
     # -- the status message ---------------------------------------------------------------
 
@@ -147,6 +158,12 @@ class DiscordPresenter:
         )
 
     async def show_outcome(self, job: Job) -> None:
+        try:
+            await self._show_outcome(job)
+        finally:
+            self._dead_tokens.discard(job.id)  # the job's last message
+
+    async def _show_outcome(self, job: Job) -> None:
         text = outcome_text(job)
         try:
             message = await self.edit_status(job, content=text, embed=None, view=None)
@@ -163,25 +180,56 @@ class DiscordPresenter:
     async def deliver(
         self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
     ) -> Delivery:
+        delivery = await self._deliver(job, images, missing)
+        self._dead_tokens.discard(job.id)  # delivered: nothing more goes through its token
+        return delivery
+
+    async def _deliver(
+        self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
+    ) -> Delivery:
+        """Post the result: through the interaction, else as a channel message.
+
+        Whatever Discord says to the interaction's webhook, the channel is tried next; a refused
+        upload (too large) is retried with links. Raises only when the channel also refuses
+        (the job service then keeps the result and tries again later).
+        """
         hook = self._webhook(job)
         if hook is not None:
             limit = int(job.params.get(UPLOAD_LIMIT_PARAM) or DEFAULT_UPLOAD_LIMIT)
             fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
             try:
-                message = await hook.edit_message(
-                    "@original",  # type: ignore[arg-type]
-                    content=None,
-                    embed=result_embed(job, fitted),
-                    attachments=files_of(fitted),
-                    view=result_view(job.id),
-                    allowed_mentions=NO_MENTIONS,
-                )
-                return Delivery(message.id)
+                try:
+                    return await self._edit_original(hook, job, fitted)
+                except discord.HTTPException as err:
+                    if not too_large(err):
+                        raise
+                    log.info("job %s: Discord refused the files (%s); linking", job.id, err.code)
+                    return await self._edit_original(hook, job, links_only(fitted))
             except discord.HTTPException as err:
-                if not token_rejected(err):
-                    raise
-                self._reject(job, err)
+                if token_rejected(err):
+                    self._reject(job, err)
+                else:
+                    log.warning(
+                        "job %s: the interaction refused the result (%s %s); posting it in"
+                        " the channel",
+                        job.id,
+                        err.status,
+                        err.code,
+                    )
         return await self._deliver_to_channel(job, images, missing)
+
+    async def _edit_original(
+        self, hook: discord.Webhook, job: Job, fitted: Sequence[FittedImage]
+    ) -> Delivery:
+        message = await hook.edit_message(
+            "@original",  # type: ignore[arg-type]
+            content=None,
+            embed=result_embed(job, fitted),
+            attachments=files_of(fitted),
+            view=result_view(job.id),
+            allowed_mentions=NO_MENTIONS,
+        )
+        return Delivery(message.id)
 
     async def _deliver_to_channel(
         self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
@@ -190,14 +238,24 @@ class DiscordPresenter:
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
         fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
         channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        message = await channel.send(
-            ready_text(job),
-            embed=result_embed(job, fitted),
-            files=files_of(fitted),
-            view=result_view(job.id),
-            allowed_mentions=ready_mentions(job),
-            nonce=f"job-{job.id}",
-        )
+
+        async def send(shown: Sequence[FittedImage]) -> discord.Message:
+            return await channel.send(
+                ready_text(job),
+                embed=result_embed(job, shown),
+                files=files_of(shown),
+                view=result_view(job.id),
+                allowed_mentions=ready_mentions(job),
+                nonce=f"job-{job.id}",
+            )
+
+        try:
+            message = await send(fitted)
+        except discord.HTTPException as err:
+            if not too_large(err):
+                raise
+            log.info("job %s: Discord refused the files (%s); linking", job.id, err.code)
+            message = await send(links_only(fitted))
         if job.status_message_id is not None:
             try:
                 await channel.get_partial_message(job.status_message_id).edit(

@@ -82,7 +82,8 @@ def status_text(job: Job, progress: Progress, notes: Sequence[str] = ()) -> str:
 
 def outcome_text(job: Job) -> str:
     """A job that ended without a result: what happened and that the credits are back."""
-    refund = f"Your {credits(job.cost)} are back." if job.cost else ""
+    verb = "is" if job.cost == 1 else "are"
+    refund = f"Your {credits(job.cost)} {verb} back." if job.cost else ""
     if job.state == JobState.CANCELLED:
         head = f"🚫 **Cancelled.** {refund}"
     elif job.state == JobState.REJECTED:

@@ -6,6 +6,7 @@ Names, options and choices are part of the product. Handlers only turn options i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,17 +17,26 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from client.models import MAX_IMAGES, MAX_PROMPT_LENGTH, MAX_SEED, DownloadedImage
-from cogs.buttons import PromptModal, launch, result_view
+from cogs.buttons import (
+    MODAL_EXPIRED,
+    PROMPT_MODAL_PREFIX,
+    PromptModal,
+    answered_in_time,
+    launch,
+    result_view,
+    within_budget,
+)
 from cogs.inputs import (
     check_age_restriction,
     check_attachment,
-    may_manage,
+    may_act_on,
     message_images,
     requester,
     studio_job_id,
 )
 from cogs.presenter import DiscordPresenter, files_of, fit
 from cogs.render import NO_MENTIONS, credits, result_embed
+from cogs.tree import say
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
 from services.policy import discord_time
@@ -97,6 +107,34 @@ def _value(choice: Choice[Any] | None, default: Any) -> Any:
     return default if choice is None else choice.value
 
 
+def spec_of(
+    kind: JobKind,
+    prompt: str,
+    aspect_ratio: Choice[str] | None,
+    resolution: Choice[str] | None,
+    count: int,
+    seed: int | None,
+    format: Choice[str] | None,
+    safety: Choice[int] | None,
+    web_search: bool,
+    *,
+    image_urls: tuple[str, ...] = (),
+) -> JobSpec:
+    """The spec /imagine and /edit ask for, from their shared options (unset: the defaults)."""
+    return JobSpec(
+        kind=kind,
+        prompt=prompt,
+        image_urls=image_urls,
+        num_images=count,
+        seed=seed,
+        aspect_ratio=_value(aspect_ratio, "auto"),
+        resolution=_value(resolution, "1K"),
+        output_format=_value(format, "png"),
+        safety=_value(safety, None),  # None: not chosen, so the server's ceiling may clamp it
+        web_search=web_search,
+    )
+
+
 Prompt = Range[str, 1, MAX_PROMPT_LENGTH]
 Count = Range[int, 1, MAX_IMAGES]
 Seed = Range[int, 0, MAX_SEED]
@@ -131,18 +169,8 @@ class StudioCog(commands.Cog):
         safety: Choice[int] | None = None,
         web_search: bool = False,
     ) -> None:
-        spec = JobSpec(
-            kind=JobKind.IMAGINE,
-            prompt=prompt,
-            num_images=count,
-            seed=seed,
-            aspect_ratio=_value(aspect_ratio, "auto"),
-            resolution=_value(resolution, "1K"),
-            output_format=_value(format, "png"),
-            safety=_value(safety, None),
-            web_search=web_search,
-        )
-        await launch(interaction, spec)
+        options = (aspect_ratio, resolution, count, seed, format, safety, web_search)
+        await launch(interaction, spec_of(JobKind.IMAGINE, prompt, *options))
 
     @app_commands.command(name="edit", description="Edit or combine images with a text prompt")
     @app_commands.describe(
@@ -171,19 +199,8 @@ class StudioCog(commands.Cog):
     ) -> None:
         given = {"image": image, "image2": image2, "image3": image3, "image4": image4}
         urls = tuple(check_attachment(a, name) for name, a in given.items() if a is not None)
-        spec = JobSpec(
-            kind=JobKind.EDIT,
-            prompt=prompt,
-            image_urls=urls,
-            num_images=count,
-            seed=seed,
-            aspect_ratio=_value(aspect_ratio, "auto"),
-            resolution=_value(resolution, "1K"),
-            output_format=_value(format, "png"),
-            safety=_value(safety, None),
-            web_search=web_search,
-        )
-        await launch(interaction, spec)
+        options = (aspect_ratio, resolution, count, seed, format, safety, web_search)
+        await launch(interaction, spec_of(JobKind.EDIT, prompt, *options, image_urls=urls))
 
     async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """The "Edit image" message menu: a modal for the prompt, then an edit of its images."""
@@ -192,20 +209,31 @@ class StudioCog(commands.Cog):
             raise InvalidInput("image_urls", "That message has no PNG, JPEG or WebP images.")
         job_id = studio_job_id(message, self.bot.user.id if self.bot.user else None)
         if job_id is not None:  # one of our results: its job says where it was made
-            job = await self.bot.storage.jobs.get(job_id)
+            # a modal must be the first answer: the lookup is bounded, not deferred
+            job = await within_budget(interaction, self.bot.jobs.find(job_id))
             if job is not None:
                 check_age_restriction(job, interaction)
         base = JobSpec(kind=JobKind.EDIT, prompt="", image_urls=tuple(urls))
         title = "Edit this image" if len(urls) == 1 else f"Edit these {len(urls)} images"
-        await interaction.response.send_modal(PromptModal(base, title=title))
+        modal = PromptModal(base, title=title, open_prompts=self.bot.open_prompts)
+        await interaction.response.send_modal(modal)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A prompt form opened before a restart: discord.py drops it; answer it instead."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if custom_id.startswith(PROMPT_MODAL_PREFIX) and custom_id not in self.bot.open_prompts:
+            log.info("interaction %s: a prompt form from before a restart", interaction.id)
+            await say(interaction, MODAL_EXPIRED)
 
     # -- information ----------------------------------------------------------------------
 
     @app_commands.command(name="quota", description="Your credits left today and jobs in progress")
     async def quota(self, interaction: discord.Interaction) -> None:
         who = requester(interaction)
-        storage = self.bot.storage
-        balance = await storage.quota.balance(who.user_id, who.guild_id, role_ids=who.role_ids)
+        balance = await answered_in_time(interaction, self.bot.jobs.balance(who), ephemeral=True)
         in_flight = self.bot.jobs.in_flight(who.user_id, who.guild_id)
         weights = self.bot.settings.quota.resolution_weights
         resets = balance.resets_at
@@ -219,15 +247,26 @@ class StudioCog(commands.Cog):
             "-# Cost per image: "
             + ", ".join(f"{res} = {credits(w)}" for res, w in weights.items()),
         ]
-        await interaction.response.send_message(
-            "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
-        )
+        if interaction.response.is_done():  # deferred: the database was slow
+            await interaction.edit_original_response(
+                content="\n".join(lines), allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await interaction.response.send_message(
+                "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
     @app_commands.command(name="show", description="Post one of your past results again")
     @app_commands.describe(job_id="The job id shown under the result (e.g. from its footer)")
     async def show(self, interaction: discord.Interaction, job_id: Range[str, 1, 64]) -> None:
-        job = await self.bot.jobs.get(job_id.strip().strip("`"))
-        if job.user_id != interaction.user.id and not may_manage(interaction):
+        """Re-post a result: for its requester, or a moderator of the job's own server.
+
+        Refusals come before the (public) defer, so they stay ephemeral. The server's rules on
+        who may use the studio where (bans, channels, roles, DMs) apply, since this posts; the
+        prompt, cooldown and in-flight rules do not: nothing is generated or charged.
+        """
+        job = await within_budget(interaction, self.bot.jobs.get(job_id.strip().strip("`")))
+        if not may_act_on(job, interaction):
             raise NotAllowed("show", "You can only show your own results.")
         if job.state != JobState.DELIVERED:
             raise NotAllowed(
@@ -237,12 +276,19 @@ class StudioCog(commands.Cog):
             # Delivered, then taken down by a moderator (see services/moderation.py).
             raise NotAllowed("show", f"Job `{job.id}` was removed by a moderator.")
         check_age_restriction(job, interaction)
+        await within_budget(interaction, self.bot.jobs.check_presence(requester(interaction)))
         await interaction.response.defer(thinking=True)
-        images, missing = await self.bot.jobs.download(job.id, job.result_urls)
-        if not images:
-            images, missing = await self._from_result_message(job)
-        if not images:
-            raise NotAllowed("show", f"The images of job `{job.id}` are no longer available.")
+        try:
+            images, missing = await self.bot.jobs.download(job.id, job.result_urls)
+            if not images:
+                images, missing = await self._from_result_message(job)
+            if not images:
+                raise NotAllowed("show", f"The images of job `{job.id}` are no longer available.")
+        except BaseException:
+            # take the public "thinking" placeholder away; the refusal is answered ephemerally
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+            raise
         fitted = await fit(images, missing, stem=job.id, per_file_limit=interaction.filesize_limit)
         await interaction.followup.send(
             embed=result_embed(job, fitted),

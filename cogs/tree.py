@@ -80,18 +80,27 @@ class StudioTree(app_commands.CommandTree["StudioBot"]):
         await self.report(interaction, original)
 
     async def report(
-        self, interaction: discord.Interaction[StudioBot], error: BaseException
+        self,
+        interaction: discord.Interaction[StudioBot],
+        error: BaseException,
+        *,
+        job_id: str | None = None,
     ) -> None:
-        """Tell the member what went wrong, ephemerally; log what we did not expect."""
+        """Tell the member what went wrong, ephemerally; log what we did not expect.
+
+        ``job_id``: the job a button or modal acted on, named in the log line and the reference.
+        """
         text = message_for(error)
         if text is None:
             log.error(
-                "interaction %s (user %s): unexpected error",
+                "interaction %s (user %s%s): unexpected error",
                 interaction.id,
                 interaction.user.id if interaction.user else "?",
+                f", job {job_id}" if job_id else "",
                 exc_info=error,
             )
-            text = f"Something went wrong on our side. Reference: `{interaction.id}`."
+            reference = f"`{interaction.id}`" + (f", job `{job_id}`" if job_id else "")
+            text = f"Something went wrong on our side. Reference: {reference}."
         elif isinstance(error, PolicyRefusal):
             log.info(
                 "interaction %s: refused by rule %s (user %s, guild %s)",

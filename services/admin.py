@@ -16,7 +16,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from client.models import SAFETY_LEVELS
-from services.blocklist import InvalidBlocklistEntry, validate_entry
+from services.blocklist import MAX_PATTERN_LENGTH, InvalidBlocklistEntry, validate_entry
 from services.errors import StudioError
 from services.policy import PolicyService
 from storage import Storage
@@ -39,7 +39,6 @@ MAX_GRANT = 10_000
 MAX_COOLDOWN_SECONDS = 86_400
 MAX_IN_FLIGHT = 20
 MAX_BLOCKLIST_ENTRIES = 500
-MAX_PATTERN_LENGTH = 200
 MAX_REASON_LENGTH = 300
 MIN_BAN = timedelta(minutes=1)
 MAX_BAN = timedelta(days=365)
@@ -250,9 +249,6 @@ class AdminService:
         async with self._changing(guild_id):
             await self._storage.policy.set_user_override(guild_id, user_id, credits)
 
-    async def user_override(self, guild_id: int, user_id: int) -> int | None:
-        return await self._storage.policy.get_user_override(guild_id, user_id)
-
     async def grant(
         self, guild_id: int, user_id: int, amount: int, *, actor_id: int, reason: str | None = None
     ) -> LedgerEntry:
@@ -281,13 +277,6 @@ class AdminService:
 
     async def ledger(self, guild_id: int, user_id: int, *, limit: int = 15) -> list[LedgerEntry]:
         return await self._storage.quota.ledger(user_id, guild_id, limit=limit)
-
-    async def refund_job(self, guild_id: int, job_id: str) -> bool:
-        """Give a job's credits back (the moderators' Refund button). False if already refunded."""
-        job = await self._storage.jobs.get(job_id)
-        if job is None or job.guild_id != guild_id:
-            raise NotFound("job", f"There is no job `{job_id}` in this server.")
-        return await self._storage.quota.refund(job_id)
 
     # -- safety and blocklist -----------------------------------------------------------------
 
@@ -354,6 +343,12 @@ class AdminService:
 
     async def blocklist(self, guild_id: int) -> list[BlocklistEntry]:
         return await self._storage.policy.blocklist(guild_id)
+
+    async def blocklist_problems(self, guild_id: int) -> dict[int, str]:
+        """Stored entries that the enforced blocklist skipped (they failed validation, e.g.
+        written before a rule tightened): entry id -> why. They match nothing."""
+        compiled = await self._policy.blocklist(guild_id)
+        return {entry_id: err.reason for entry_id, err in compiled.invalid}
 
     # -- moderation and limits ----------------------------------------------------------------
 

@@ -36,3 +36,15 @@ class NotAllowed(StudioError):
 class StudioClosing(StudioError):
     def __init__(self) -> None:
         super().__init__("The studio is restarting. Please try again in a minute.")
+
+
+class RepeatedRequest(StudioError):
+    """The same ask on the same result again within seconds (a double click): refused once."""
+
+    def __init__(self) -> None:
+        super().__init__("That's already on its way (the button was clicked twice).")
+
+
+class StudioBusy(StudioError):
+    def __init__(self) -> None:
+        super().__init__("The studio is very busy right now. Please try again in a moment.")

@@ -41,6 +41,9 @@ OPTION_FIELDS = (
 )
 UPLOAD_LIMIT_PARAM = "upload_limit"  # the interaction's attachment size limit, kept per job
 NOTES_PARAM = "notes"  # the policy's notes (e.g. a clamped safety), shown on the status
+# Whether the member chose the safety value (else it was the default or the server's ceiling):
+# a re-roll asks again only for what was chosen, so a lowered ceiling clamps instead of refusing.
+SAFETY_CHOSEN_PARAM = "safety_chosen"
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
 
 
@@ -82,7 +85,11 @@ class JobSpec:
 
     @classmethod
     def from_job(cls, job: Job, **changes: Any) -> JobSpec:
-        """The spec ``job`` was made from (its safety counts as chosen), with ``changes``."""
+        """The spec ``job`` was made from, with ``changes``.
+
+        Its safety counts as chosen only if the member chose it (jobs from before this was
+        recorded: not chosen, so today's ceiling applies).
+        """
         p = job.params
         spec = cls(
             kind=job.kind,
@@ -92,7 +99,7 @@ class JobSpec:
             aspect_ratio=str(p.get("aspect_ratio", "auto")),
             resolution=str(p.get("resolution", "1K")),
             output_format=str(p.get("output_format", "png")),
-            safety=p.get("safety_tolerance"),
+            safety=p.get("safety_tolerance") if p.get(SAFETY_CHOSEN_PARAM) else None,
             web_search=bool(p.get("enable_web_search", False)),
             image_urls=tuple(p.get("image_urls", ())),
             parent_job_id=job.id,
@@ -163,6 +170,17 @@ class CancelResult(enum.StrEnum):
     PENDING = "pending"  # the submit is still on the wire: ask again in a moment
 
 
+# -- who may act on a job ---------------------------------------------------------------------
+
+
+def may_act_on(job: Job, *, actor_id: int, guild_id: int | None, manages_messages: bool) -> bool:
+    """Cancel, Delete, /show: the requester, or a member with Manage Messages in the job's own
+    server (``guild_id``: where they act; never another server's moderator; DM jobs: nobody)."""
+    if actor_id == job.user_id:
+        return True
+    return manages_messages and job.guild_id is not None and guild_id == job.guild_id
+
+
 # -- requests and params -----------------------------------------------------------------------
 
 
@@ -198,7 +216,12 @@ def new_seed(rng: random.Random) -> int:
 
 
 def make_params(
-    request: GenerationRequest, decision: PolicyDecision, upload_limit: int, rng: random.Random
+    request: GenerationRequest,
+    decision: PolicyDecision,
+    upload_limit: int,
+    rng: random.Random,
+    *,
+    safety_chosen: bool = False,
 ) -> dict:
     options = request.options
     seed = options.seed if options.seed is not None else new_seed(rng)
@@ -207,6 +230,7 @@ def make_params(
     if isinstance(request, EditRequest):
         params["image_urls"] = list(request.image_urls)
     params[UPLOAD_LIMIT_PARAM] = upload_limit
+    params[SAFETY_CHOSEN_PARAM] = safety_chosen
     if decision.notes:
         params[NOTES_PARAM] = list(decision.notes)
     return params

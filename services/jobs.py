@@ -1,4 +1,8 @@
-"""The job engine: reserve, submit, follow, deliver, cancel, resume. No discord imports.
+"""The job engine's public side: reserve, start, cancel, release, resume, close. No discord.
+
+Around it: ``services/job_runner.py`` runs each job (submit, follow, deliver, fail),
+``services/status_feed.py`` shows its progress (throttled), ``services/pacing.py`` keeps
+background work from delaying Discord's 3-second answers.
 
 The request path (``reserve``) is what runs before Discord is answered, so it is kept tiny: cheap
 validation, the guild's rules from the policy cache, then ONE database step
@@ -22,6 +26,12 @@ Resume rules (``resume``), applied to every unfinished job at start-up:
 - SUBMITTED / QUEUED / RUNNING: followed again from the stored request_id, delivered once.
 - COMPLETED: downloaded again from the stored result URLs and delivered.
 - AWAITING_APPROVAL: left alone; the moderation service owns it (see ``DeliveryGate``).
+- A result is never dropped: when Discord refuses every way of posting it, the job stays
+  COMPLETED (credits still held) and is tried again (a backing-off timer, then the next start).
+- A job past its deadline is cancelled at RunComfy where possible, then FAILED and refunded;
+  transient API trouble before the deadline does not end it.
+- A repeated ask on the same result within ``JobTiming.repeat_window`` (a double click on
+  Re-roll, a form sent twice) is refused: one job, one charge.
 Delivery is idempotent: DELIVERED is set by compare-and-set, a delivered job is never resumed,
 and the presenter's delivery rewrites the job's own status message (repeating it changes nothing)
 or sends its fallback with the job id as an enforced nonce.
@@ -34,23 +44,22 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from client import JobHandle, RunComfyClient
-from client.errors import (
-    JobCancelledError,
-    JobFailedError,
-    JobTimeoutError,
-    RunComfyError,
-)
+from client import RunComfyClient
 from client.models import CancelOutcome, DownloadedImage
-from client.models import JobState as ApiState
-from client.models import JobStatus as ApiStatus
-from services.errors import JobNotFound, NotAllowed, StudioClosing
+from services.errors import JobNotFound, NotAllowed, RepeatedRequest, StudioClosing
+from services.job_runner import (
+    BEFORE_SUBMIT,
+    DELIVERABLE,
+    FOLLOWING,
+    ActiveJobs,
+    JobRunner,
+    Key,
+)
 from services.job_types import (
     DEFAULT_UPLOAD_LIMIT,
     NOTES_PARAM,
@@ -68,50 +77,27 @@ from services.job_types import (
     Reservation,
     build_request,
     make_params,
+    may_act_on,
     request_for,
 )
+from services.pacing import Pacing
 from services.policy import PolicyRefusal, PolicyService, RequestContext
 from services.settings import JobTiming
+from services.status_feed import StatusFeeds
 from storage import QuotaSettings, Storage
-from storage.models import Job, JobState, NewJob
+from storage.models import Balance, Job, JobState, NewJob
 
 log = logging.getLogger(__name__)
-
-DOWNLOAD_LIMIT = 64 * 2**20
-
-_BEFORE_SUBMIT = frozenset({JobState.RESERVED})
-_FOLLOWING = frozenset({JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING})
-_DELIVERABLE = frozenset({JobState.COMPLETED, JobState.AWAITING_APPROVAL})
-_API_TO_STORE = {ApiState.QUEUED: JobState.QUEUED, ApiState.RUNNING: JobState.RUNNING}
 
 RESTART_LOST_SUBMIT = (
     "The bot restarted while sending this job, so it can't tell whether RunComfy received it."
     " It was dropped and your credits are back; please try again."
 )
 NOT_ACKNOWLEDGED = "Discord didn't accept the bot's reply in time; nothing was sent."
-
-
-# -- the engine --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, eq=False)
-class _Active:
-    """In-memory companion of an unfinished job."""
-
-    job_id: str
-    key: tuple[int, int | None]  # (user, guild), for the in-flight count
-    task: asyncio.Task[None] | None = None
-    submitted: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: bool = False
-    # status throttle
-    last_shown: float = 0.0
-    pending: Progress | None = None
-    flush: asyncio.TimerHandle | None = None
-    showing: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    editing: bool = False  # a status edit is on the wire
-    status_message_id: int | None = None
-    handle: JobHandle | None = None  # from the submit; rebuilt from request_id after a restart
+# Cooldowns read when a member's last job was made from memory; entries older than the longest
+# cooldown /admin allows (a day) are forgotten once there are this many (the database has them).
+LAST_JOB_ENTRIES = 10_000
+LAST_JOB_KEPT = timedelta(days=1)
 
 
 class JobService:
@@ -137,19 +123,25 @@ class JobService:
         self._gate: DeliveryGate | None = None
         self._listeners: list[JobListener] = []
         self._refusal_listeners: list[RefusalListener] = []
-        self._active: dict[str, _Active] = {}
-        self._in_flight: Counter[tuple[int, int | None]] = Counter()
-        self._last_job_at: dict[tuple[int, int | None], datetime | None] = {}
-        self._submits: set[asyncio.Future[Any]] = set()
-        # Background work is paced so a burst of jobs never starves the event loop that must
-        # acknowledge the next interactions within Discord's 3 seconds: at most this many
-        # submits/deliveries, and status edits, are in progress at once; the rest wait.
-        self._steps = asyncio.Semaphore(self._timing.parallel_steps)
-        self._edits = asyncio.Semaphore(self._timing.parallel_edits)
-        # When the latest requests arrived (monotonic), to tell a burst; trimmed as it is read.
-        self._recent_requests: deque[float] = deque(maxlen=max(1, self._timing.yield_burst))
-        self._calm = asyncio.Event()  # cleared during a burst of requests
-        self._calm.set()
+        self._last_job_at: dict[Key, datetime | None] = {}
+        # Repeated asks (see ``_ask_key``): being reserved now, and recently reserved (monotonic).
+        self._asking: set[tuple[Any, ...]] = set()
+        self._recent_asks: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+        self._pacing = Pacing(self._timing)  # requests first (see services/pacing.py)
+        self._feeds = StatusFeeds(
+            self._timing, self._pacing, lambda: self._presenter, self._remember_status_message
+        )
+        self._jobs = ActiveJobs(self._feeds)
+        self._runner = JobRunner(
+            self,
+            storage,
+            client,
+            self._jobs,
+            timing=self._timing,
+            pacing=self._pacing,
+            feeds=self._feeds,
+            clock=clock,
+        )
         self._closing = False
 
     # -- wiring ----------------------------------------------------------------------------
@@ -163,6 +155,10 @@ class JobService:
 
     def set_gate(self, gate: DeliveryGate | None) -> None:
         self._gate = gate
+
+    @property
+    def gate(self) -> DeliveryGate | None:
+        return self._gate
 
     def add_listener(self, listener: JobListener) -> None:
         """Be told of every job the engine ends (delivered, failed, cancelled): the log."""
@@ -179,7 +175,8 @@ class JobService:
             except Exception:
                 log.exception("user %s: a refusal listener failed", who.user_id)
 
-    async def _notify(self, job: Job) -> None:
+    async def notify(self, job: Job) -> None:
+        """Tell the listeners of a job the engine ended."""
         for listener in self._listeners:
             try:
                 await listener(job)
@@ -195,12 +192,57 @@ class JobService:
         return self._storage
 
     def in_flight(self, user_id: int, guild_id: int | None) -> int:
-        return self._in_flight[(user_id, guild_id)]
+        """The member's unfinished jobs here, held ones included (as the reservation counts)."""
+        return self._jobs.count((user_id, guild_id))
+
+    def settled(self, job_id: str) -> None:
+        """A held job ended outside the engine (a moderator rejected it): stop counting it."""
+        self._jobs.settled(job_id)
 
     def active_count(self) -> int:
-        return len(self._active)
+        return len(self._jobs)
+
+    async def download(
+        self, job_id: str, urls: Sequence[str]
+    ) -> tuple[list[DownloadedImage], list[str]]:
+        """Fetch images: (those fetched, the URLs that failed). See ``JobRunner.download``."""
+        return await self._runner.download(job_id, urls)
 
     # -- the request path (before Discord is answered) --------------------------------------
+
+    async def balance(self, who: Requester) -> Balance:
+        """The member's credits today (for /quota)."""
+        return await self._storage.quota.balance(who.user_id, who.guild_id, role_ids=who.role_ids)
+
+    async def find(self, job_id: str) -> Job | None:
+        return await self._storage.jobs.get(job_id)
+
+    async def check_presence(self, who: Requester) -> None:
+        """May ``who`` use the studio where they are (bans, channels, roles, DMs)? For actions
+        that make nothing (/show); raises PolicyRefusal."""
+        await self._policy.check_presence(self._context(who, prompt="", safety=None))
+
+    def _context(
+        self,
+        who: Requester,
+        *,
+        prompt: str,
+        safety: int | None,
+        in_flight: int = 0,
+        last_job_at: datetime | None = None,
+    ) -> RequestContext:
+        return RequestContext(
+            user_id=who.user_id,
+            guild_id=who.guild_id,
+            channel_id=who.rules_channel_id or who.channel_id,
+            role_ids=who.role_ids,
+            is_moderator=who.is_moderator,
+            age_restricted_channel=who.age_restricted_channel,
+            prompt=prompt,
+            safety=safety,
+            in_flight=in_flight,
+            last_job_at=last_job_at,
+        )
 
     def cost_of(self, spec: JobSpec) -> int:
         return self._quota.cost(spec.num_images, spec.resolution)
@@ -213,31 +255,62 @@ class JobService:
         """
         if self._closing:
             raise StudioClosing()
-        self._note_request()
+        self._pacing.note_request()
         request = build_request(spec, safety=spec.safety or 4)  # validates everything
+        ask = self._ask_key(spec, who)
+        if ask is not None:
+            self._prune_asks()
+            if ask in self._asking or ask in self._recent_asks:
+                log.info("user %s: repeated request on job %s refused", who.user_id, ask[1])
+                raise RepeatedRequest()
+            self._asking.add(ask)
+        try:
+            reservation = await self._reserve(spec, who, request)
+        finally:
+            if ask is not None:
+                self._asking.discard(ask)
+        if ask is not None:
+            self._recent_asks[ask] = time.monotonic()
+        return reservation
+
+    @staticmethod
+    def _ask_key(spec: JobSpec, who: Requester) -> tuple[Any, ...] | None:
+        """What makes two asks "the same" (a double click on Re-roll, a modal sent twice)."""
+        if spec.parent_job_id is None:
+            return None  # a typed command: Discord sends each one once
+        return (who.user_id, spec.parent_job_id, spec.kind, spec.prompt)
+
+    def _prune_asks(self) -> None:
+        cutoff = time.monotonic() - self._timing.repeat_window
+        recent = self._recent_asks
+        while recent and next(iter(recent.values())) < cutoff:
+            recent.popitem(last=False)
+
+    async def _reserve(self, spec: JobSpec, who: Requester, request: Any) -> Reservation:
         key = (who.user_id, who.guild_id)
         # Counted before the first await: concurrent requests of one member see each other.
-        self._in_flight[key] += 1
+        self._jobs.claim(key)
         try:
             try:
                 decision = await self._policy.check(
-                    RequestContext(
-                        user_id=who.user_id,
-                        guild_id=who.guild_id,
-                        channel_id=who.rules_channel_id or who.channel_id,
-                        role_ids=who.role_ids,
-                        is_moderator=who.is_moderator,
-                        age_restricted_channel=who.age_restricted_channel,
+                    self._context(
+                        who,
                         prompt=spec.prompt,
                         safety=spec.safety,
-                        in_flight=self._in_flight[key] - 1,
+                        in_flight=self._jobs.count(key) - 1,
                         last_job_at=await self._last_job(who),
                     )
                 )
             except PolicyRefusal as refusal:
                 self._refused(spec, who, refusal)
                 raise
-            params = make_params(request, decision, who.upload_limit, self._rng)
+            params = make_params(
+                request,
+                decision,
+                who.upload_limit,
+                self._rng,
+                safety_chosen=spec.safety is not None,
+            )
             job = await self._storage.jobs.create_reserved(
                 NewJob(
                     kind=spec.kind,
@@ -257,10 +330,10 @@ class JobService:
                 max_in_flight=decision.policy.max_jobs_in_flight or None,
             )
         except BaseException:
-            self._in_flight[key] -= 1
+            self._jobs.unclaim(key)
             raise
-        self._active[job.id] = _Active(job.id, key, last_shown=time.monotonic())
-        self._last_job_at[key] = job.created_at
+        self._jobs.add(job.id, key, claimed=True, last_shown=time.monotonic())
+        self._remember_last_job(key, job.created_at)
         log.info(
             "job %s: reserved (%s, %d credits, user %s, guild %s)",
             job.id,
@@ -270,6 +343,16 @@ class JobService:
             job.guild_id,
         )
         return Reservation(job, decision.notes)
+
+    def _remember_last_job(self, key: tuple[int, int | None], at: datetime) -> None:
+        """Keep when each member's last job was made (cooldowns), forgetting old entries."""
+        last = self._last_job_at
+        last.pop(key, None)
+        last[key] = at  # insertion order: oldest first
+        if len(last) > LAST_JOB_ENTRIES:
+            cutoff = at - LAST_JOB_KEPT
+            for old in [k for k, t in last.items() if t is None or t < cutoff]:
+                del last[old]
 
     async def _last_job(self, who: Requester) -> datetime | None:
         """When the member's last job here was created; read from the DB only when it matters."""
@@ -293,392 +376,24 @@ class JobService:
         """
         if self._closing:
             return  # it stays in the database; the next start resumes it
-        active = self._active.get(job.id)
+        active = self._jobs.get(job.id)
         if active is None:
             key = (job.user_id, job.guild_id)
-            active = self._active[job.id] = _Active(job.id, key, last_shown=time.monotonic())
-            self._in_flight[key] += 1
+            active = self._jobs.add(job.id, key, claimed=False, last_shown=time.monotonic())
         if active.task is not None:
             return
         active.status_message_id = active.status_message_id or status_message_id
-        active.task = asyncio.create_task(self._run(job, active), name=f"job-{job.id}")
+        active.task = asyncio.create_task(self._runner.run(job, active), name=f"job-{job.id}")
 
     async def abandon(self, job_id: str, reason: str = NOT_ACKNOWLEDGED) -> None:
         """The member never saw the job (the acknowledgement failed): fail it and refund."""
-        job = await self._transition(job_id, JobState.FAILED, _BEFORE_SUBMIT, error=reason)
-        self._forget(job_id)
+        job = await self._runner.transition(job_id, JobState.FAILED, BEFORE_SUBMIT, error=reason)
+        self._jobs.forget(job_id)
         if job is None:
             log.warning("job %s: could not be abandoned (no longer reserved)", job_id)
 
-    # -- the background task ----------------------------------------------------------------
-
-    async def _yield_to_requests(self) -> None:
-        """Let a burst of interactions be acknowledged before more background work starts.
-
-        One event loop serves both; asyncio has no priorities, so background steps wait while
-        requests arrive in a burst (bounded by ``yield_max``, so they cannot starve).
-        """
-        if self._calm.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._calm.wait(), timeout=self._timing.yield_max)
-
-    def _note_request(self) -> None:
-        """Record a request; a burst clears ``_calm`` until one timer sees it has passed."""
-        if self._timing.yield_window <= 0:
-            return
-        self._recent_requests.append(time.monotonic())
-        if self._calm.is_set() and self._in_burst():
-            self._calm.clear()
-            loop = asyncio.get_running_loop()
-            loop.call_later(self._timing.yield_window / 4, self._check_quiet)
-
-    def _in_burst(self) -> bool:
-        recent = self._recent_requests
-        cutoff = time.monotonic() - self._timing.yield_window
-        while recent and recent[0] < cutoff:
-            recent.popleft()
-        return len(recent) >= self._timing.yield_burst
-
-    def _check_quiet(self) -> None:
-        if self._in_burst() and not self._closing:
-            asyncio.get_running_loop().call_later(self._timing.yield_window / 4, self._check_quiet)
-        else:
-            self._calm.set()
-
-    async def _run(self, job: Job, active: _Active) -> None:
-        try:
-            if job.state == JobState.RESERVED:
-                job = await self._submit(job, active)
-            if job.state in _FOLLOWING:
-                job = await self._follow(job, active)
-            if job.state == JobState.COMPLETED:
-                await self._complete(job, active)
-        except asyncio.CancelledError:
-            log.info("job %s: stopped by shutdown (kept for the next start)", job.id)
-            raise
-        except Exception:
-            log.exception("job %s: unexpected error", job.id)
-            await self._fail(job.id, f"Something went wrong on our side (job `{job.id}`).")
-        finally:
-            if active.task is asyncio.current_task():
-                active.task = None
-            if active.finished or job.state.is_terminal or job.state == JobState.AWAITING_APPROVAL:
-                self._forget(job.id)
-
-    async def _submit(self, job: Job, active: _Active) -> Job:
-        await self._yield_to_requests()
-        async with self._steps:
-            if self._closing:
-                raise asyncio.CancelledError  # left RESERVED: resumed (submitted) next start
-            # The POST and the row that records its request_id are one critical section:
-            # shielded from shutdown so a clean stop never leaves a job in SUBMITTING.
-            inner = asyncio.ensure_future(self._submit_now(job, active))
-            self._submits.add(inner)
-            inner.add_done_callback(self._submits.discard)
-            return await asyncio.shield(inner)
-
-    async def _submit_now(self, job: Job, active: _Active) -> Job:
-        extra = {}
-        if active.status_message_id and active.status_message_id != job.status_message_id:
-            extra["status_message_id"] = active.status_message_id
-        moved = await self._transition(job.id, JobState.SUBMITTING, _BEFORE_SUBMIT, **extra)
-        if moved is None:  # cancelled (or failed) while it waited
-            active.submitted.set()
-            return await self._current(job)
-        try:
-            request = request_for(moved)
-            active.handle = await self._client.submit(request)
-        except RunComfyError as err:
-            active.submitted.set()
-            return await self._fail(job.id, _reason(err)) or await self._current(job)
-        try:
-            stored = await self._transition(
-                job.id,
-                JobState.SUBMITTED,
-                {JobState.SUBMITTING},
-                request_id=active.handle.request_id,
-            )
-        except Exception:
-            # RunComfy has the job but we could not record it: leave its id for an operator.
-            log.error(
-                "job %s: submitted as RunComfy request %s, but recording it failed",
-                job.id,
-                active.handle.request_id,
-            )
-            raise
-        finally:
-            active.submitted.set()
-        if stored is None:
-            return await self._current(job)
-        await self._push(stored, active, Progress(JobState.SUBMITTED))
-        return stored
-
-    async def _follow(self, job: Job, active: _Active) -> Job:
-        assert job.request_id is not None
-        handle = active.handle
-        if handle is None or handle.request_id != job.request_id:  # resumed after a restart
-            handle = self._client.job(
-                job.request_id, request=request_for(job), submitted_at=job.created_at
-            )
-        current = job.state
-
-        async def on_status(status: ApiStatus) -> None:
-            nonlocal current
-            state = _API_TO_STORE.get(status.state)
-            if state is None:
-                return
-            if state != current:
-                moved = await self._transition(job.id, state, _FOLLOWING - {state})
-                if moved is None:
-                    return  # cancelled meanwhile (the winner reports it)
-                current = state
-            await self._push(job, active, Progress(state, status.queue_position))
-
-        timeout = self._remaining(job)
-        try:
-            urls = await handle.wait(timeout=timeout, on_status=on_status)
-        except JobCancelledError:
-            cancelled = await self._transition(job.id, JobState.CANCELLED, _FOLLOWING)
-            if cancelled is not None:
-                await self._finish(cancelled, active)
-            return await self._current(job)
-        except JobTimeoutError:
-            await self._try_cancel(job)
-            failed = await self._fail(job.id, "RunComfy took too long; the job was given up.")
-            return failed or await self._current(job)
-        except RunComfyError as err:
-            return await self._fail(job.id, _reason(err)) or await self._current(job)
-        if not urls:
-            return await self._fail(job.id, "RunComfy finished without any image.") or (
-                await self._current(job)
-            )
-        done = await self._transition(job.id, JobState.COMPLETED, _FOLLOWING, result_urls=urls)
-        return done or await self._current(job)
-
-    def _remaining(self, job: Job) -> float:
-        """Seconds left of the job's deadline (counted from creation), with a floor for resumes."""
-        age = (self._clock() - job.created_at).total_seconds()
-        floor = min(60.0, self._timing.job_timeout)
-        return max(self._timing.job_timeout - age, floor)
-
-    async def _try_cancel(self, job: Job) -> None:
-        """Best effort: stop a job we gave up on, so it does not cost money for nothing."""
-        if job.request_id is None:
-            return
-        try:
-            await self._client.job(job.request_id).cancel()
-        except RunComfyError as err:
-            log.info("job %s: cancel after timeout failed: %s", job.id, err)
-
-    async def _complete(self, job: Job, active: _Active) -> None:
-        gate = self._gate
-        if gate is not None and await gate.hold(job):
-            held = await self._transition(job.id, JobState.AWAITING_APPROVAL, {JobState.COMPLETED})
-            if held is not None:
-                active.finished = True
-                await self._quiet(active)  # no status edit may overwrite "waiting for approval"
-                try:
-                    await gate.held(held)
-                except Exception:
-                    log.exception("job %s: the approval gate failed (the job stays held)", job.id)
-            return
-        await self._deliver(job, active)
-
-    async def _deliver(
-        self, job: Job, active: _Active | None, fallback_urls: Sequence[str] = ()
-    ) -> Job | None:
-        await self._yield_to_requests()
-        async with self._steps:
-            return await self._deliver_now(job, active, fallback_urls)
-
-    async def _deliver_now(
-        self, job: Job, active: _Active | None, fallback_urls: Sequence[str] = ()
-    ) -> Job | None:
-        presenter = self._require_presenter()
-        images, missing = await self._download(job)
-        if not images and fallback_urls:
-            # RunComfy's URLs expired (e.g. a result held for approval for days): use the copy
-            # the caller has (the moderators' log entry's attachments).
-            images, _ = await self.download(job.id, fallback_urls)
-        if not images and not missing:
-            return await self._fail(job.id, "RunComfy finished without any image.")
-        if not images:
-            return await self._fail(
-                job.id, "The finished images could not be downloaded from RunComfy."
-            )
-        if active is not None:
-            await self._quiet(active)
-        try:
-            delivery = await presenter.deliver(job, images, missing)
-        except Exception:
-            log.exception("job %s: delivery failed", job.id)
-            return await self._fail(job.id, "The result could not be posted here.")
-        requested = max(1, int(job.params.get("num_images", 1)))
-        shown = len(images) + len(missing)
-        delivered_cost = job.cost if shown >= requested else job.cost * shown // requested
-        done = await self._transition(
-            job.id,
-            JobState.DELIVERED,
-            _DELIVERABLE,
-            delivered_cost=delivered_cost,
-            result_message_id=delivery.message_id,
-        )
-        if done is None:
-            log.warning("job %s: delivered, but the job had already moved on", job.id)
-        elif delivery.fallback:
-            log.info("job %s: delivered as a channel message (token unusable)", job.id)
-        self._forget(job.id)
-        if done is not None:
-            await self._notify(done)
-        return done
-
-    async def _download(self, job: Job) -> tuple[list[DownloadedImage], list[str]]:
-        return await self.download(job.id, job.result_urls)
-
-    async def download(
-        self, job_id: str, urls: Sequence[str]
-    ) -> tuple[list[DownloadedImage], list[str]]:
-        """Fetch images (no API token is sent; the client retries what is worth retrying).
-
-        Returns the images fetched and the URLs that failed (shown as links, never dropped).
-        """
-
-        async def one(url: str) -> DownloadedImage | None:
-            try:
-                return await self._client.download(url, max_bytes=DOWNLOAD_LIMIT)
-            except RunComfyError as err:  # DownloadError, HTTP trouble
-                log.warning("job %s: download of %s failed: %s", job_id, url, err)
-                return None
-
-        results = await asyncio.gather(*(one(u) for u in urls))
-        images = [r for r in results if r is not None]
-        missing = [u for u, r in zip(urls, results, strict=True) if r is None]
-        return images, missing
-
-    # -- outcomes ---------------------------------------------------------------------------
-
-    async def _fail(self, job_id: str, reason: str) -> Job | None:
-        """FAILED (credits refunded) unless the job already ended; tell the member why."""
-        failed = await self._transition(
-            job_id,
-            JobState.FAILED,
-            {s for s in JobState if not s.is_terminal},
-            error=reason[:1000],
-        )
-        if failed is not None:
-            await self._finish(failed, self._active.get(job_id))
-        return failed
-
-    async def _finish(self, job: Job, active: _Active | None) -> None:
-        """Show a job's end (cancel/failure); the winner of the state change calls this once."""
-        if active is not None:
-            active.finished = True
-            await self._quiet(active)
-        self._forget(job.id)
-        presenter = self._presenter
-        if presenter is not None:
-            try:
-                await presenter.show_outcome(job)
-            except Exception:
-                log.exception("job %s: could not show the outcome", job.id)
-        await self._notify(job)
-
-    async def _current(self, job: Job) -> Job:
-        return await self._storage.jobs.get(job.id) or job
-
-    async def _transition(
-        self, job_id: str, to: JobState, expected: Collection[JobState] | None, **fields: Any
-    ) -> Job | None:
-        moved = await self._storage.jobs.transition(job_id, to, expected=expected, **fields)
-        if moved is not None:
-            suffix = ""
-            if to == JobState.FAILED and moved.error:
-                suffix = f" ({moved.error})"
-            elif to == JobState.SUBMITTED:
-                suffix = f" (RunComfy request {moved.request_id})"
-            elif to == JobState.DELIVERED:
-                suffix = f" ({moved.committed} credits committed)"
-            log.info("job %s: -> %s%s", job_id, to.value, suffix)
-        return moved
-
-    def _forget(self, job_id: str) -> None:
-        active = self._active.pop(job_id, None)
-        if active is None:
-            return
-        self._cancel_flush(active)
-        self._in_flight[active.key] -= 1
-        if self._in_flight[active.key] <= 0:
-            del self._in_flight[active.key]
-
-    # -- status updates, throttled ----------------------------------------------------------
-
-    async def _push(self, job: Job, active: _Active, progress: Progress) -> None:
-        """Show ``progress`` now if the last update is old enough, else once the interval ends."""
-        if active.finished or self._presenter is None:
-            return
-        active.pending = progress
-        wait = active.last_shown + self._timing.status_interval - time.monotonic()
-        if wait <= 0 and (active.showing is None or active.showing.done()):
-            self._show_pending(job, active)
-        elif active.flush is None:
-            loop = asyncio.get_running_loop()
-            active.flush = loop.call_later(max(wait, 0.0), self._flush, job, active)
-
-    def _flush(self, job: Job, active: _Active) -> None:
-        active.flush = None
-        if active.finished or active.pending is None:
-            return
-        if active.showing is not None and not active.showing.done():
-            # the previous edit is still on the wire: try again after it
-            active.showing.add_done_callback(lambda _t: self._flush(job, active))
-            return
-        self._show_pending(job, active)
-
-    def _show_pending(self, job: Job, active: _Active) -> None:
-        progress, active.pending = active.pending, None
-        if progress is None:
-            return
-        active.last_shown = time.monotonic()
-        active.showing = asyncio.create_task(self._show(job, active, progress))
-
-    async def _show(self, job: Job, active: _Active, progress: Progress) -> None:
-        presenter = self._presenter
-        if presenter is None or active.finished:
-            return
-        known = active.status_message_id or job.status_message_id
-        await self._yield_to_requests()
-        async with self._edits, active.lock:
-            if active.finished:
-                return
-            active.editing = True
-            try:
-                message_id = await presenter.show_progress(
-                    replace(job, status_message_id=known), progress
-                )
-            except Exception:
-                log.exception("job %s: status update failed", job.id)
-                return
-            finally:
-                active.editing = False
-        if message_id is not None and known != message_id:
-            active.status_message_id = message_id
-            await self._storage.jobs.set_fields(job.id, status_message_id=message_id)
-
-    def _cancel_flush(self, active: _Active) -> None:
-        active.pending = None
-        if active.flush is not None:
-            active.flush.cancel()
-            active.flush = None
-
-    async def _quiet(self, active: _Active) -> None:
-        """No status edit after this: cancel what is pending, wait for one on the wire."""
-        self._cancel_flush(active)
-        showing = active.showing
-        if showing is not None and not showing.done() and showing is not asyncio.current_task():
-            if not active.editing:
-                showing.cancel()  # still waiting for its turn: no need to send it any more
-            await asyncio.wait([showing])
+    async def _remember_status_message(self, job_id: str, message_id: int) -> None:
+        await self._storage.jobs.set_fields(job_id, status_message_id=message_id)
 
     # -- buttons ----------------------------------------------------------------------------
 
@@ -688,19 +403,24 @@ class JobService:
             raise JobNotFound(job_id)
         return job
 
-    async def cancel(self, job_id: str, *, actor_id: int, may_manage: bool) -> str:
-        """Cancel for the requester or a member who may manage messages; a ``CancelResult``."""
+    async def cancel(
+        self, job_id: str, *, actor_id: int, guild_id: int | None, may_manage: bool
+    ) -> str:
+        """Cancel for the requester or a moderator of the job's server; a ``CancelResult``.
+
+        ``guild_id``: where the actor clicked; ``may_manage``: they have Manage Messages there.
+        """
         job = await self.get(job_id)
-        if actor_id != job.user_id and not may_manage:
+        if not may_act_on(job, actor_id=actor_id, guild_id=guild_id, manages_messages=may_manage):
             raise NotAllowed("cancel", "Only the member who asked (or a moderator) can cancel.")
         if job.state == JobState.RESERVED:
-            cancelled = await self._transition(job_id, JobState.CANCELLED, _BEFORE_SUBMIT)
+            cancelled = await self._runner.transition(job_id, JobState.CANCELLED, BEFORE_SUBMIT)
             if cancelled is not None:
-                await self._finish(cancelled, self._active.get(job_id))
+                await self._runner.finish(cancelled, self._jobs.get(job_id))
                 return CancelResult.CANCELLED
             job = await self.get(job_id)
         if job.state == JobState.SUBMITTING:
-            active = self._active.get(job_id)
+            active = self._jobs.get(job_id)
             if active is not None:
                 # the POST is on the wire: its request_id is a moment away
                 with contextlib.suppress(TimeoutError):
@@ -714,9 +434,9 @@ class JobService:
             if outcome is CancelOutcome.NOT_CANCELLABLE:
                 log.info("job %s: cancel refused by RunComfy (running)", job_id)
                 return CancelResult.RUNNING
-            cancelled = await self._transition(job_id, JobState.CANCELLED, _FOLLOWING)
+            cancelled = await self._runner.transition(job_id, JobState.CANCELLED, FOLLOWING)
             if cancelled is not None:
-                await self._finish(cancelled, self._active.get(job_id))
+                await self._runner.finish(cancelled, self._jobs.get(job_id))
                 return CancelResult.CANCELLED
             job = await self.get(job_id)
         if job.state == JobState.SUBMITTING:
@@ -734,9 +454,9 @@ class JobService:
         it is FAILED, refunded and the member told, like any failed delivery).
         """
         job = await self.get(job_id)
-        if job.state not in _DELIVERABLE:
+        if job.state not in DELIVERABLE:
             return None
-        done = await self._deliver(job, None, fallback_urls)
+        done = await self._runner.deliver(job, None, fallback_urls)
         return done if done is not None and done.state == JobState.DELIVERED else None
 
     # -- start-up and shutdown --------------------------------------------------------------
@@ -745,16 +465,18 @@ class JobService:
         """Pick up every unfinished job (see the module docstring); counts by what was done."""
         counts: Counter[str] = Counter()
         for job in await self._storage.jobs.unfinished():
-            if job.id in self._active and self._active[job.id].task is not None:
+            active = self._jobs.get(job.id)
+            if active is not None and active.task is not None:
                 continue
             if job.state == JobState.SUBMITTING:
-                failed = await self._transition(
+                failed = await self._runner.transition(
                     job.id, JobState.FAILED, {JobState.SUBMITTING}, error=RESTART_LOST_SUBMIT
                 )
                 if failed is not None:
-                    await self._finish(failed, None)
+                    await self._runner.finish(failed, None)
                 counts["failed"] += 1
             elif job.state == JobState.AWAITING_APPROVAL:
+                self._jobs.hold(job)
                 counts["held"] += 1
             else:
                 self.start(job)
@@ -766,31 +488,19 @@ class JobService:
     async def close(self) -> None:
         """Stop: no new jobs, let submits on the wire record their request_id, stop the rest."""
         self._closing = True
-        self._calm.set()
-        if self._submits:
-            await asyncio.wait(list(self._submits), timeout=self._timing.submit_grace)
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        for active in self._active.values():
-            self._cancel_flush(active)
-            if active.showing is not None:
-                active.showing.cancel()
+        self._pacing.stop()
+        retries = await self._runner.stop()
+        tasks = [a.task for a in self._jobs if a.task is not None]
+        for active in self._jobs:
+            self._feeds.stop(active)
+            if active.retry is not None:
+                active.retry.cancel()
         for task in tasks:
             task.cancel()
+        tasks += retries
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         log.info("job engine stopped (%d unfinished jobs kept for the next start)", len(tasks))
-
-    def _require_presenter(self) -> JobPresenter:
-        if self._presenter is None:
-            raise RuntimeError("no presenter bound to the job service")
-        return self._presenter
-
-
-def _reason(err: RunComfyError) -> str:
-    """What to tell the member about an API error (never the raw body)."""
-    if isinstance(err, JobFailedError):
-        return f"RunComfy could not make this image ({err.message})."
-    return f"RunComfy error: {err.message}."
 
 
 __all__ = [

@@ -24,9 +24,20 @@ Decisions:
   when the guild's DMs setting is on. Only if neither reaches them is a short notice (no prompt)
   posted in the channel, mentioning them.
 - Remove deletes the public result message and clears ``result_message_id``: a DELIVERED job
-  without a result message was removed by a moderator, and /show refuses to post it again.
+  without a result message was removed by a moderator (``is_removed``), and /show, Re-roll and
+  Edit refuse it (``ensure_not_removed``).
 - Refund applies to delivered jobs only (the others were refunded when they ended) and is
-  idempotent: a second click refunds nothing.
+  idempotent: a second click refunds nothing. Credits live per UTC day: refunding a job of an
+  earlier day gives back that (past) day's credits, which the member can no longer use, so the
+  same amount is also granted for today (a ledger grant naming the job). A job whose day a
+  reset already gave back is not refunded again, and the moderator is told so.
+- A button acts only from the job's own log entry (``entry_id`` must be ``log_message_id``) and
+  only on a job of the clicker's guild: a button copied onto another message does nothing.
+- Held jobs whose entry was deleted (or whose log channel moved) are placed again by
+  ``retry_held``: at start-up, when the log or approval setting changes, and on ``/admin
+  pending``. Otherwise a held job without an entry could never be approved.
+- Blocked prompts: at most one entry per member per guild per ``BLOCKED_WINDOW``; later attempts
+  within it raise a counter on that entry ("+3 more attempts"), so one member cannot flood the log.
 - One moderator action per job at a time (a lock), so a double click or two moderators clicking
   Approve and Reject together cannot both act.
 """
@@ -35,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,17 +54,35 @@ from typing import Any, Protocol
 
 from client.models import DownloadedImage
 from services.admin import AdminService
-from services.errors import JobNotFound, StudioError
+from services.errors import JobNotFound, NotAllowed, StudioError
 from services.job_types import JobSpec, Requester
 from services.jobs import JobService
 from services.policy import PolicyRefusal, PolicyService
 from storage import Storage
-from storage.models import Ban, Job, JobKind, JobState
+from storage.models import Ban, Job, JobKind, JobState, LedgerKind
 
 log = logging.getLogger(__name__)
 
 REJECTED_ERROR = "Not approved by a moderator."
 CLOSE_GRACE = 2.0  # seconds shutdown waits for log entries being posted
+BLOCKED_WINDOW = timedelta(minutes=1)  # one blocked-prompt entry per member per guild per window
+REMOVED_MESSAGE = "A moderator removed this result, so it can't be used again."
+WRONG_ENTRY = "This button is not on the job's log entry, so it does nothing."
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_removed(job: Job) -> bool:
+    """A delivered job whose public result a moderator removed (Remove clears the message id)."""
+    return job.state == JobState.DELIVERED and job.result_message_id is None
+
+
+def ensure_not_removed(job: Job, action: str = "reuse") -> None:
+    """Refuse to re-use (show, re-roll, edit) a result a moderator removed."""
+    if is_removed(job):
+        raise NotAllowed(action, REMOVED_MESSAGE)
 
 
 class LogUnavailable(Exception):
@@ -92,6 +121,7 @@ class ActionResult:
     job: Job
     done: bool
     message: str
+    detail: str = ""  # something the entry's note should add (e.g. "granted for today")
 
 
 class ModLogSink(Protocol):
@@ -112,11 +142,20 @@ class ModLogSink(Protocol):
     async def post_blocked(self, channel_id: int, attempt: BlockedAttempt) -> int:
         """Post a blocked prompt (spoilered) with the matched entry; returns the message id."""
 
+    async def count_blocked(
+        self, channel_id: int, message_id: int, attempt: BlockedAttempt, more: int
+    ) -> bool:
+        """Show ``more`` further attempts on a blocked-prompt entry; False if it is gone."""
+
+    async def entry_exists(self, channel_id: int, message_id: int) -> bool:
+        """Whether a log entry is still there (False: deleted, or not in that channel)."""
+
     async def show_held(self, job: Job) -> None:
         """Tell the requester (their status message) that a moderator will look at it."""
 
-    async def show_rejected(self, job: Job, *, dm: bool) -> None:
-        """Tell the requester privately that the result was not approved (``dm``: allowed)."""
+    async def show_rejected(self, job: Job, *, dm: bool) -> str:
+        """Tell the requester privately that the result was not approved (``dm``: allowed);
+        returns how they were told (for the moderator)."""
 
     async def remove_result(self, job: Job) -> bool:
         """Delete the job's public result message; False if it was already gone."""
@@ -129,7 +168,12 @@ class ModerationService:
         jobs: JobService,
         policy: PolicyService,
         admin: AdminService,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        self._clock = clock
+        # (guild, member) -> the open blocked-prompt entry: (channel, message, first at, more)
+        self._blocked: dict[tuple[int, int], tuple[int, int, datetime, int]] = {}
         self._storage = storage
         self._jobs = jobs
         self._policy = policy
@@ -191,11 +235,13 @@ class ModerationService:
     async def _log_job(self, job: Job) -> None:
         assert job.guild_id is not None and self._sink is not None
         try:
-            channel_id = (await self._policy.policy(job.guild_id)).log_channel_id
-            if channel_id is None:
-                return
-            message_id = await self._sink.post_job(channel_id, job)
-            await self._storage.jobs.set_fields(job.id, log_message_id=message_id)
+            # Under the job's lock: a click on the fresh entry waits until its id is stored.
+            async with self._locks.hold(job.id):
+                channel_id = (await self._policy.policy(job.guild_id)).log_channel_id
+                if channel_id is None:
+                    return
+                message_id = await self._sink.post_job(channel_id, job)
+                await self._storage.jobs.set_fields(job.id, log_message_id=message_id)
         except LogUnavailable as err:
             log.warning("job %s: could not post to the moderators' log (%s)", job.id, err)
         except Exception:
@@ -215,16 +261,23 @@ class ModerationService:
             num_images=spec.num_images,
             resolution=spec.resolution,
             image_urls=tuple(spec.image_urls),
+            at=self._clock(),
         )
         self._spawn(self._log_blocked(attempt), name=f"modlog-blocked-{who.user_id}")
 
     async def _log_blocked(self, attempt: BlockedAttempt) -> None:
         assert self._sink is not None
+        key = (attempt.guild_id, attempt.user_id)
         try:
-            channel_id = (await self._policy.policy(attempt.guild_id)).log_channel_id
-            if channel_id is None:
-                return
-            await self._sink.post_blocked(channel_id, attempt)
+            async with self._locks.hold(("blocked", *key)):
+                channel_id = (await self._policy.policy(attempt.guild_id)).log_channel_id
+                if channel_id is None:
+                    return
+                if await self._count_blocked(key, channel_id, attempt):
+                    return
+                message_id = await self._sink.post_blocked(channel_id, attempt)
+                self._blocked[key] = (channel_id, message_id, attempt.at, 0)
+                self._forget_old_blocked(attempt.at)
             log.info("user %s: blocked prompt logged", attempt.user_id)
         except LogUnavailable as err:
             log.warning(
@@ -235,6 +288,29 @@ class ModerationService:
             )
         except Exception:
             log.exception("user %s: logging a blocked prompt failed", attempt.user_id)
+
+    async def _count_blocked(
+        self, key: tuple[int, int], channel_id: int, attempt: BlockedAttempt
+    ) -> bool:
+        """Within the window of the member's last entry: count the attempt on it instead."""
+        assert self._sink is not None
+        open_entry = self._blocked.get(key)
+        if open_entry is None:
+            return False
+        entry_channel, message_id, since, more = open_entry
+        if entry_channel != channel_id or attempt.at - since >= BLOCKED_WINDOW:
+            return False
+        if not await self._sink.count_blocked(channel_id, message_id, attempt, more + 1):
+            return False  # the entry was deleted: post a new one
+        self._blocked[key] = (entry_channel, message_id, since, more + 1)
+        log.info("user %s: blocked prompt counted on log entry %s", attempt.user_id, message_id)
+        return True
+
+    def _forget_old_blocked(self, now: datetime) -> None:
+        """Drop entries whose window has passed (bounded memory)."""
+        for key, (_, _, since, _) in list(self._blocked.items()):
+            if now - since >= BLOCKED_WINDOW:
+                del self._blocked[key]
 
     # -- approval mode (the engine's DeliveryGate) --------------------------------------------
 
@@ -271,15 +347,44 @@ class ModerationService:
         except Exception:
             log.exception("job %s: placing a held job failed", job_id)
 
-    async def _place_once(self, job_id: str) -> None:
-        """Place a held job unless it already has its entry (start-up retries race the engine)."""
+    async def _place_once(self, job_id: str, *, verify: bool = False) -> None:
+        """Place a held job unless it already has its entry (start-up retries race the engine).
+
+        ``verify``: an entry on record is checked too, and placed again if it is gone.
+        """
         async with self._locks.hold(job_id):
             job = await self._storage.jobs.get(job_id)
             if job is None or job.state != JobState.AWAITING_APPROVAL:
                 return
             if job.log_message_id is not None:
-                return
+                if not verify or await self._entry_present(job):
+                    return
+                job = await self._storage.jobs.set_fields(job_id, log_message_id=None) or job
             await self._place_held(job)
+
+    async def _entry_present(self, job: Job) -> bool:
+        """Whether the held job's entry is still in the current log channel.
+
+        True when that cannot be told (no log channel, Discord refused the look-up): an entry
+        is only posted again when Discord says it is not there.
+        """
+        assert job.guild_id is not None and job.log_message_id is not None
+        assert self._sink is not None
+        channel_id = (await self._policy.policy(job.guild_id)).log_channel_id
+        if channel_id is None:
+            return True  # approval cannot happen anywhere else; left to the moderators
+        try:
+            present = await self._sink.entry_exists(channel_id, job.log_message_id)
+        except LogUnavailable as err:
+            log.warning("job %s: could not check its log entry (%s)", job.id, err)
+            return True
+        if not present:
+            log.info(
+                "job %s: its approval entry %s is gone from the log; posting it again",
+                job.id,
+                job.log_message_id,
+            )
+        return present
 
     async def _place_held(self, job: Job) -> None:
         """Put a held job in front of moderators, or deliver it if approval no longer applies."""
@@ -303,22 +408,35 @@ class ModerationService:
         await self._storage.jobs.set_fields(job.id, log_message_id=message_id)
         log.info("job %s: awaiting approval (log message %s)", job.id, message_id)
 
+    async def held_jobs(self, guild_id: int | None = None) -> list[Job]:
+        """Jobs waiting for approval (in one guild, or all guilds when None), oldest first."""
+        return [
+            job
+            for job in await self._storage.jobs.unfinished()
+            if job.state == JobState.AWAITING_APPROVAL
+            and job.guild_id is not None
+            and (guild_id is None or job.guild_id == guild_id)
+        ]
+
     async def retry_held(self, guild_id: int | None = None) -> int:
-        """Place held jobs that have no log entry yet (all guilds when None); how many."""
+        """Place held jobs without an entry, or whose entry is gone (all guilds when None).
+
+        Returns how many were looked at.
+        """
         if self._sink is None:
             return 0
-        count = 0
-        for job in await self._storage.jobs.unfinished():
-            if (
-                job.state != JobState.AWAITING_APPROVAL
-                or job.log_message_id is not None
-                or job.guild_id is None
-                or (guild_id is not None and job.guild_id != guild_id)
-            ):
-                continue
-            count += 1
-            await self._place_quietly(job.id)
-        return count
+        jobs = await self.held_jobs(guild_id)
+        for job in jobs:
+            try:
+                await self._place_once(job.id, verify=True)
+            except Exception:
+                log.exception("job %s: placing a held job failed", job.id)
+        return len(jobs)
+
+    async def pending(self, guild_id: int) -> list[Job]:
+        """``/admin pending``: the guild's held jobs, after posting again any missing entry."""
+        await self.retry_held(guild_id)
+        return await self.held_jobs(guild_id)
 
     def settings_changed(self, guild_id: int) -> None:
         """A guild's log or approval setting changed: held jobs without an entry are retried."""
@@ -335,37 +453,64 @@ class ModerationService:
             log.exception("retrying held jobs failed (guild %s)", guild_id)
             return
         if count:
-            log.info("held jobs without a log entry retried: %d", count)
+            log.info("held jobs checked: %d", count)
 
     # -- the moderators' buttons (permissions are checked by the caller) ----------------------
 
-    async def job_in(self, guild_id: int, job_id: str) -> Job:
-        """The job, if it belongs to this guild (a log in one guild never acts on another's)."""
+    async def job_in(self, guild_id: int, job_id: str, *, entry_id: int | None = None) -> Job:
+        """The job, if it belongs to this guild (a log in one guild never acts on another's).
+
+        ``entry_id``: the message the button was clicked on, which must be the job's entry (a
+        button copied onto another message does nothing).
+        """
         job = await self._storage.jobs.get(job_id)
         if job is None or job.guild_id != guild_id:
             raise JobNotFound(job_id)
+        if entry_id is not None and job.log_message_id != entry_id:
+            log.info("job %s: button on message %s, not its log entry", job_id, entry_id)
+            raise NotAllowed("moderate", WRONG_ENTRY)
         return job
 
+    async def entry_job(self, guild_id: int, job_id: str, *, entry_id: int) -> Job:
+        """``job_in`` after any entry being posted for the job has its id stored."""
+        async with self._locks.hold(job_id):
+            return await self.job_in(guild_id, job_id, entry_id=entry_id)
+
     async def approve(
-        self, guild_id: int, job_id: str, *, actor_id: int, fallback_urls: Sequence[str] = ()
+        self,
+        guild_id: int,
+        job_id: str,
+        *,
+        actor_id: int,
+        fallback_urls: Sequence[str] = (),
+        entry_id: int | None = None,
     ) -> ActionResult:
         async with self._locks.hold(job_id):
-            job = await self.job_in(guild_id, job_id)
+            job = await self.job_in(guild_id, job_id, entry_id=entry_id)
             if job.state != JobState.AWAITING_APPROVAL:
                 return ActionResult(job, False, _not_waiting(job))
             log.info("job %s: approved by user %s", job_id, actor_id)
             delivered = await self._jobs.release(job_id, fallback_urls=fallback_urls)
             job = delivered or await self.job_in(guild_id, job_id)
             if delivered is None:
+                if job.state == JobState.AWAITING_APPROVAL:  # Discord refused: still held
+                    return ActionResult(
+                        job,
+                        False,
+                        "Approved, but Discord would not take the result, so it was not posted;"
+                        " it is still waiting here. Try Approve again later.",
+                    )
                 why = job.error or "it could not be posted"
                 return ActionResult(job, True, f"Approved, but the result was not posted: {why}")
             return ActionResult(
                 job, True, f"Approved: the result is posted in <#{job.channel_id}>."
             )
 
-    async def reject(self, guild_id: int, job_id: str, *, actor_id: int) -> ActionResult:
+    async def reject(
+        self, guild_id: int, job_id: str, *, actor_id: int, entry_id: int | None = None
+    ) -> ActionResult:
         async with self._locks.hold(job_id):
-            job = await self.job_in(guild_id, job_id)
+            job = await self.job_in(guild_id, job_id, entry_id=entry_id)
             if job.state != JobState.AWAITING_APPROVAL:
                 return ActionResult(job, False, _not_waiting(job))
             rejected = await self._storage.jobs.transition(
@@ -377,21 +522,24 @@ class ModerationService:
             if rejected is None:
                 job = await self.job_in(guild_id, job_id)
                 return ActionResult(job, False, _not_waiting(job))
+            self._jobs.settled(job_id)  # no longer in flight for the member
             log.info("job %s: -> rejected by user %s (credits refunded)", job_id, actor_id)
             dm = await self._policy.may_dm_members(guild_id)
+            how = "not told (no way to reach them)"
             if self._sink is not None:
                 try:
-                    await self._sink.show_rejected(rejected, dm=dm)
+                    how = await self._sink.show_rejected(rejected, dm=dm)
                 except Exception:
                     log.exception("job %s: could not tell the requester of the rejection", job_id)
-            how = "by DM and on their status message" if dm else "on their status message"
             return ActionResult(
-                rejected, True, f"Rejected: <@{job.user_id}> was told {how}; credits refunded."
+                rejected, True, f"Rejected: <@{job.user_id}> was {how}; credits refunded."
             )
 
-    async def remove(self, guild_id: int, job_id: str, *, actor_id: int) -> ActionResult:
+    async def remove(
+        self, guild_id: int, job_id: str, *, actor_id: int, entry_id: int | None = None
+    ) -> ActionResult:
         async with self._locks.hold(job_id):
-            job = await self.job_in(guild_id, job_id)
+            job = await self.job_in(guild_id, job_id, entry_id=entry_id)
             if job.state != JobState.DELIVERED:
                 return ActionResult(job, False, f"Job `{job.id}` has no posted result.")
             if job.result_message_id is None:
@@ -407,19 +555,46 @@ class ModerationService:
                 return ActionResult(job, True, "The result message was already deleted.")
             return ActionResult(job, True, f"Removed the result from <#{job.channel_id}>.")
 
-    async def refund(self, guild_id: int, job_id: str, *, actor_id: int) -> ActionResult:
+    async def refund(
+        self, guild_id: int, job_id: str, *, actor_id: int, entry_id: int | None = None
+    ) -> ActionResult:
         async with self._locks.hold(job_id):
-            job = await self.job_in(guild_id, job_id)
+            job = await self.job_in(guild_id, job_id, entry_id=entry_id)
             if job.state != JobState.DELIVERED:
                 return ActionResult(
                     job, False, f"Nothing to refund: job `{job.id}` is {job.state.value}."
                 )
             amount = job.committed or 0
-            refunded = await self._admin.refund_job(guild_id, job_id)
-            if not refunded:
-                return ActionResult(job, False, f"Job `{job.id}` was already refunded.")
+            if not await self._storage.quota.refund(job_id):
+                return ActionResult(job, False, await self._why_not_refunded(job))
             log.info("job %s: %d credits refunded by user %s", job_id, amount, actor_id)
+            day = job.created_at.astimezone(UTC).date()
+            if day < self._clock().astimezone(UTC).date() and amount > 0:
+                # That day's credits are past use: give the same amount for today instead.
+                await self._admin.grant(
+                    guild_id,
+                    job.user_id,
+                    amount,
+                    actor_id=actor_id,
+                    reason=f"refund of job {job.id} from {day.isoformat()}",
+                )
+                return ActionResult(
+                    job,
+                    True,
+                    f"Refunded {amount} credits to <@{job.user_id}>: the job was on"
+                    f" {day.isoformat()} (UTC), so they were granted for today instead.",
+                    detail=f"job of {day.isoformat()}: granted for today",
+                )
             return ActionResult(job, True, f"Refunded {amount} credits to <@{job.user_id}>.")
+
+    async def _why_not_refunded(self, job: Job) -> str:
+        entries = await self._storage.quota.job_entries(job.id)
+        if any(e.kind == LedgerKind.REFUND for e in entries):
+            return f"Job `{job.id}` was already refunded."
+        return (
+            f"Nothing to refund: job `{job.id}`'s credits were already given back by a reset"
+            " of that day."
+        )
 
     async def ban(
         self,
@@ -472,4 +647,6 @@ __all__ = [
     "ModLogSink",
     "ModerationError",
     "ModerationService",
+    "ensure_not_removed",
+    "is_removed",
 ]

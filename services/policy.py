@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +51,8 @@ class RequestContext:
     safety: int | None  # None: the member did not ask for a value
     in_flight: int  # the member's unfinished jobs in this guild
     last_job_at: datetime | None  # when the member's last job in this guild was created
+    # A thread's (or forum post's) parent channel: allowing the parent allows its threads.
+    parent_channel_id: int | None = None
 
 
 class PolicyRefusal(Exception):
@@ -107,10 +109,11 @@ def discord_time(at: datetime, style: str = "R") -> str:
     return f"<t:{int(at.timestamp())}:{style}>"
 
 
-def _listed(tags: list[str]) -> str:
-    shown = ", ".join(tags[:_MAX_LISTED])
-    if len(tags) > _MAX_LISTED:
-        shown += f" and {len(tags) - _MAX_LISTED} more"
+def listed(tags: Sequence[str], *, limit: int = _MAX_LISTED) -> str:
+    """``a, b, c and N more``: at most ``limit`` tags named ("" when there are none)."""
+    shown = ", ".join(tags[:limit])
+    if len(tags) > limit:
+        shown += f" and {len(tags) - limit} more"
     return shown
 
 
@@ -208,19 +211,35 @@ class PolicyService:
         self._check_member(ctx, rules, now)
         return self._check_request(ctx, rules.policy, rules.blocklist, now)
 
+    async def check_presence(self, ctx: RequestContext, *, now: datetime | None = None) -> None:
+        """Only the rules on who may use the studio where: DMs, bans, channels, roles.
+
+        For actions that generate nothing and cost nothing (``/show`` re-posting a result):
+        the prompt, safety, cooldown and in-flight rules do not apply to them.
+        """
+        now = now or self._clock()
+        if ctx.guild_id is None:
+            if not self._allow_dms:
+                raise PolicyRefusal(
+                    "dms", "The studio doesn't work in DMs. Use it in a server instead."
+                )
+            return
+        self._check_member(ctx, await self._guild(ctx.guild_id), now)
+
     def _check_member(self, ctx: RequestContext, rules: _GuildRules, now: datetime) -> None:
         policy = rules.policy
         ban = rules.bans.get(ctx.user_id)
         if ban is not None and (ban.until is None or ban.until > now):
             raise _banned(ban)
-        if policy.allowed_channel_ids and ctx.channel_id not in policy.allowed_channel_ids:
+        allowed = policy.allowed_channel_ids
+        if allowed and ctx.channel_id not in allowed and ctx.parent_channel_id not in allowed:
             tags = [f"<#{c}>" for c in sorted(policy.allowed_channel_ids)]
-            raise PolicyRefusal("channel", f"Image generation is only enabled in {_listed(tags)}.")
+            raise PolicyRefusal("channel", f"Image generation is only enabled in {listed(tags)}.")
         if policy.allowed_role_ids and not (ctx.role_ids & policy.allowed_role_ids):
             tags = [f"<@&{r}>" for r in sorted(policy.allowed_role_ids)]
             which = "the role" if len(tags) == 1 else "one of these roles:"
             raise PolicyRefusal(
-                "role", f"The studio here is for members with {which} {_listed(tags)}."
+                "role", f"The studio here is for members with {which} {listed(tags)}."
             )
 
     def _check_request(
@@ -294,4 +313,5 @@ __all__ = [
     "RequestContext",
     "discord_time",
     "format_duration",
+    "listed",
 ]

@@ -35,8 +35,9 @@ class JobTiming:
 
     status_interval: float = 3.0  # at most one status edit per job this often (the final always)
     job_timeout: float = 15 * 60.0  # give up waiting for RunComfy after this long
-    submit_grace: float = 10.0  # on shutdown, how long an in-progress submit may finish
-    parallel_steps: int = 4  # submits and deliveries in progress at once (the rest queue)
+    submit_grace: float = 5.0  # on shutdown, how long an in-progress submit may finish
+    parallel_steps: int = 4  # submits in progress at once (the rest queue)
+    parallel_deliveries: int = 4  # deliveries (download + upload) in progress at once
     parallel_edits: int = 4  # status-message edits in progress at once
     # Requests first: while interactions arrive faster than yield_burst per yield_window
     # seconds (a burst: 200/s by default), background steps wait, for at most yield_max
@@ -44,6 +45,17 @@ class JobTiming:
     yield_window: float = 0.1
     yield_burst: int = 20
     yield_max: float = 1.0
+    # Discord wants an answer within 3 s: work before it (policy, reservation) gets this long,
+    # then the interaction is deferred and answered when the work is done.
+    ack_budget: float = 2.0
+    # The same member asking for the same thing on the same result again within this many
+    # seconds (a double click on Re-roll, a modal sent twice) is refused: one job, one charge.
+    repeat_window: float = 3.0
+    # A finished job Discord would not take is tried again after this long (doubling, capped),
+    # at most delivery_attempts times per run; it stays COMPLETED for the next start after that.
+    delivery_retry: float = 5.0
+    delivery_retry_max: float = 300.0
+    delivery_attempts: int = 6
 
 
 @dataclass(frozen=True, slots=True)

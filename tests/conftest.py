@@ -7,14 +7,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from client import ClientSettings, PollingPolicy, RetryPolicy, RunComfyClient
+from client import ClientSettings, RunComfyClient
 from tests.fakes.runcomfy import FakeRunComfy
+from tests.helpers import FAST_POLLING, FAST_RETRY
 
-# Milliseconds instead of seconds, so fault and polling tests run in a blink.
-FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.002, max_delay=0.01, max_retry_after=0.5)
-FAST_POLLING = PollingPolicy(
-    first_poll=0.005, min_interval=0.005, max_interval=0.02, warmup_interval=0.005
-)
+__all__ = ["FAST_POLLING", "FAST_RETRY"]  # also imported from here by the client's tests
 
 
 @pytest.fixture

@@ -25,17 +25,14 @@ from typing import Any
 import aiohttp
 
 from bot import StudioBot, create_bot
-from client import ClientSettings, PollingPolicy, RetryPolicy, RunComfyClient
+from client import ClientSettings, PollingPolicy, RunComfyClient
 from services.settings import BotSettings, JobTiming
 from storage import QuotaSettings, Storage
 from storage.models import Job, JobState
 from tests.fakes.discord import FakeDiscord, SentInteraction, StoredMessage
 from tests.fakes.runcomfy import FakeRunComfy
+from tests.helpers import FAST_POLLING, FAST_RETRY, wait_job_state
 
-FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.002, max_delay=0.01, max_retry_after=0.5)
-FAST_POLLING = PollingPolicy(
-    first_poll=0.005, min_interval=0.005, max_interval=0.02, warmup_interval=0.005
-)
 _INTERACTION_KEYS = (
     "user",
     "channel_id",
@@ -58,10 +55,10 @@ class StudioEnv:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.asynccontextmanager
-    async def running(
-        self, *, sync_commands: bool = False, polling: PollingPolicy = FAST_POLLING, **options: Any
+    async def _bot(
+        self, polling: PollingPolicy, options: dict[str, Any]
     ) -> AsyncIterator[StudioBot]:
-        """Run the bot until the block ends (then close it like SIGTERM would)."""
+        """Open the database and build the bot like ``python bot.py`` (a fast RunComfy client)."""
         async with Storage.open(self.settings.database_path, self.settings.quota) as storage:
             client = RunComfyClient(
                 self.session,
@@ -75,35 +72,32 @@ class StudioEnv:
                 session=self.session,
                 storage=storage,
                 runcomfy=client,
-                sync_commands=sync_commands,
                 guild_ready_timeout=0.05,
                 **options,
             )
             self.bot, self.storage = bot, storage
             try:
-                async with self.discord.run_bot(bot):
-                    yield bot
+                yield bot
             finally:
                 self.bot = self.storage = None
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, *, sync_commands: bool = False, polling: PollingPolicy = FAST_POLLING, **options: Any
+    ) -> AsyncIterator[StudioBot]:
+        """Run the bot until the block ends (then close it like SIGTERM would)."""
+        async with (
+            self._bot(polling, {"sync_commands": sync_commands, **options}) as bot,
+            self.discord.run_bot(bot),
+        ):
+            yield bot
 
     @contextlib.asynccontextmanager
     async def bare_running(
         self, token: str, *, polling: PollingPolicy = FAST_POLLING, **options: Any
     ) -> AsyncIterator[StudioBot]:
         """Run the bot against whatever discord.py points at (a fake in another process)."""
-        async with Storage.open(self.settings.database_path, self.settings.quota) as storage:
-            client = RunComfyClient(
-                self.session, self.settings.client, retry=FAST_RETRY, polling=polling
-            )
-            bot = create_bot(
-                self.settings,
-                session=self.session,
-                storage=storage,
-                runcomfy=client,
-                guild_ready_timeout=0.05,
-                **options,
-            )
-            self.bot, self.storage = bot, storage
+        async with self._bot(polling, options) as bot:
             await bot.login(token)
             connect = asyncio.create_task(bot.connect())
             try:
@@ -113,7 +107,6 @@ class StudioEnv:
                 await bot.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(connect, timeout=10)
-                self.bot = self.storage = None
 
     # -- acting as members ------------------------------------------------------------------
 
@@ -179,16 +172,7 @@ class StudioEnv:
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> Job:
         assert self.storage is not None, "the bot is not running"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            job = await self.storage.jobs.get(job_id)
-            assert job is not None
-            if job.state in states:
-                return job
-            if loop.time() > deadline:
-                raise AssertionError(f"job {job_id} is {job.state}, never reached {states}")
-            await asyncio.sleep(0.005)
+        return await wait_job_state(self.storage, job_id, *states, timeout=timeout)
 
     async def wait_message(
         self,
@@ -240,6 +224,7 @@ async def studio_env(
     daily_credits: int = 20,
     status_interval: float = 0.0,
     discord_options: dict[str, Any] | None = None,
+    timing_changes: dict[str, Any] | None = None,
     **settings_changes: Any,
 ) -> AsyncIterator[StudioEnv]:
     async with (
@@ -254,6 +239,8 @@ async def studio_env(
             daily_credits=daily_credits,
             status_interval=status_interval,
         )
+        if timing_changes:
+            settings_changes["timing"] = replace(settings.timing, **timing_changes)
         if settings_changes:
             settings = replace(settings, **settings_changes)
         yield StudioEnv(discord_fake, runcomfy, session, settings)

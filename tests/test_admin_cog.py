@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cogs.admin import (
+from cogs.admin_render import (
     MAX_LISTED,
     balance_text,
     ban_text,

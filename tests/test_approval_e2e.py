@@ -141,7 +141,8 @@ async def test_reject_refunds_and_tells_the_requester_privately(tmp_path: Path) 
         await env.admin("dms", {"enabled": True})
         guild = env.discord.guild
         member = guild.member
-        sent, job_id = await held(env, log_id, "not for here @everyone", count=3)
+        prompt = "not for here @everyone"
+        sent, job_id = await held(env, log_id, prompt, count=3)
         entry = entry_of(env, log_id, job_id)
 
         click = await env.click(entry, "Reject")  # the requester can't reject (or approve)
@@ -152,30 +153,65 @@ async def test_reject_refunds_and_tells_the_requester_privately(tmp_path: Path) 
         await click.wait_for_callback()
         job = await env.wait_state(job_id, JobState.REJECTED)
         assert job.committed is None and await used(env, member.id) == 0
-        status = await env.wait_message(sent.original.id, lambda m: "Not approved" in m.content)
+        # Everyone sees a neutral notice: no verdict, no prompt, no images.
+        status = await env.wait_message(sent.original.id, lambda m: "not posted" in m.content)
+        assert status.content == f"🚫 This request was not posted.\n-# job `{job_id}`"
         assert status.attachments == [] and status.embeds == [] and status.buttons() == []
-        assert "3 credits are back" in status.content
-        dm = await env.discord.wait_for_message(
-            lambda m: m.channel_id == env.discord.dm_channel(member.user).id
-        )
-        assert "was not approved" in dm.content and job_id in dm.content
-        assert dm.pinged() == NO_PINGS
+        # The verdict reaches the requester alone: an ephemeral followup on their command.
+        (told,) = await sent.wait_for_followups()
+        assert told.ephemeral and "was not approved" in told.content and job_id in told.content
+        assert "3 credits are back" in told.content and "not for here" in told.content
+        assert told.pinged() == NO_PINGS
         updated = await env.wait_message(entry.id, lambda m: "Rejected by" in str(m.embeds))
         assert updated.embeds[0]["title"] == "⛔ Rejected · Imagine"
         assert labels(updated) == ["Ban requester"]
         assert general_results(env) == []  # no image ever reached the channel
+        public = [m for m in env.discord.messages_in(guild.text_channel) if not m.ephemeral]
+        assert not any("not for here" in m.content for m in public)
+        assert env.discord.requests_to("POST /users/@me/channels") == []  # no DM needed
 
 
-async def test_reject_without_dms_only_edits_the_status_message(tmp_path: Path) -> None:
+async def test_reject_after_the_token_expired_tells_the_requester_by_dm(tmp_path: Path) -> None:
     async with approval_env(tmp_path) as (env, log_id), env.running():
         await turn_on(env, log_id)
+        await env.admin("dms", {"enabled": True})
+        member = env.discord.guild.member
+        sent, job_id = await held(env, log_id, "rejected late", count=2)
+        env.discord.expire_interaction(sent)
+        entry = entry_of(env, log_id, job_id)
+        click = await env.click(entry, "Reject", user=env.discord.guild.admin)
+        await click.wait_for_callback()
+        dm = await env.discord.wait_for_message(
+            lambda m: m.channel_id == env.discord.dm_channel(member.user).id
+        )
+        assert "was not approved" in dm.content and job_id in dm.content
+        assert "rejected late" in dm.content and dm.pinged() == NO_PINGS
+        status = await env.wait_message(sent.original.id, lambda m: "not posted" in m.content)
+        assert "rejected late" not in status.content
+        await env.wait_message(entry.id, lambda m: "Rejected by" in str(m.embeds))
+        channel = env.discord.messages_in(env.discord.guild.text_channel)
+        assert [m for m in channel if m.origin == "channel"] == []  # nothing else public
+
+
+async def test_reject_with_no_private_way_posts_a_neutral_notice(tmp_path: Path) -> None:
+    async with approval_env(tmp_path) as (env, log_id), env.running():
+        await turn_on(env, log_id)  # DMs stay off
+        member = env.discord.guild.member
         sent, job_id = await held(env, log_id, "quietly rejected")
+        env.discord.expire_interaction(sent)
         click = await env.click(
             entry_of(env, log_id, job_id), "Reject", user=env.discord.guild.admin
         )
         await click.wait_for_callback()
         await env.wait_state(job_id, JobState.REJECTED)
-        await env.wait_message(sent.original.id, lambda m: "Not approved" in m.content)
+        notice = await env.discord.wait_for_message(
+            lambda m: m.channel_id == sent.original.channel_id and m.origin == "channel"
+        )
+        assert notice.content == (
+            f"<@{member.id}> your request (job `{job_id}`) was not posted. Your 1 credit is back."
+        )
+        assert notice.pinged() == {"users": {member.id}, "roles": set(), "everyone": False}
+        await env.wait_message(sent.original.id, lambda m: "not posted" in m.content)
         await env.wait_message(
             entry_of(env, log_id, job_id).id, lambda m: "Rejected by" in str(m.embeds)
         )
@@ -271,21 +307,62 @@ async def test_approve_uses_the_logs_copy_when_runcomfy_no_longer_has_the_images
         assert [a.data for a in result.attachments] == [a.data for a in entry.attachments]
 
 
-async def test_approve_that_cannot_post_fails_and_refunds(tmp_path: Path) -> None:
+async def test_approve_when_no_image_can_be_fetched_posts_the_links(tmp_path: Path) -> None:
     async with approval_env(tmp_path) as (env, log_id), env.running():
         await turn_on(env, log_id)
-        member = env.discord.guild.member
         sent, job_id = await held(env, log_id, "gone everywhere")
         entry = entry_of(env, log_id, job_id)
         env.runcomfy.inject("image", times=20, status=404)
         for attachment in entry.attachments:
             env.discord.expire_attachment(attachment)
         click = await env.click(entry, "Approve", user=env.discord.guild.admin)
+        await click.wait_for_callback()
+        job = await env.wait_state(job_id, JobState.DELIVERED)  # a result is never dropped
+        result = await env.wait_message(sent.original.id, lambda m: bool(m.embeds))
+        assert result.attachments == [] and "/attachments/" in str(result.embeds)
+        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert job.state == JobState.DELIVERED
+
+
+async def test_approve_that_discord_refuses_keeps_the_job_waiting(tmp_path: Path) -> None:
+    async with approval_env(tmp_path) as (env, log_id), env.running():
+        await turn_on(env, log_id)
+        member = env.discord.guild.member
+        sent, job_id = await held(env, log_id, "nowhere to post")
+        entry = entry_of(env, log_id, job_id)
+        general = sent.original.channel_id
+        env.discord.fail(
+            lambda r: r.method == "PATCH" and "/webhooks/" in r.path and bool(r.files),
+            status=400,
+            code=50035,
+            count=9,
+        )
+        env.discord.fail(f"POST /channels/{general}/messages", status=403, code=50013, count=9)
+        click = await env.click(entry, "Approve", user=env.discord.guild.admin)
         (told,) = await click.wait_for_followups()
-        assert told.ephemeral and "not posted" in told.content
-        job = await env.wait_state(job_id, JobState.FAILED)
-        assert job.committed is None and await used(env, member.id) == 0
-        await env.wait_message(sent.original.id, lambda m: "Failed" in m.content)
-        updated = await env.wait_message(entry.id, lambda m: "posting failed" in str(m.embeds))
-        assert updated.embeds[0]["title"] == "❌ Failed · Imagine"
-        assert labels(updated) == ["Ban requester"]
+        assert told.ephemeral and "not posted" in told.content and "still waiting" in told.content
+        job = await env.job(job_id)
+        assert job.state == JobState.AWAITING_APPROVAL and job.error is None
+        assert await used(env, member.id) == 1  # still held, not refunded
+
+
+async def test_a_held_job_counts_as_in_flight_until_a_moderator_decides(tmp_path: Path) -> None:
+    async with approval_env(tmp_path) as (env, log_id):
+        async with env.running():
+            await turn_on(env, log_id)
+            _, job_id = await held(env, log_id, "waiting")
+
+            async def in_progress() -> str:
+                sent = await env.discord.slash_command("quota")
+                await sent.wait_for_callback()
+                return str(sent.callback_data["content"])
+
+            assert "Jobs in progress: **1**" in await in_progress()
+        async with env.running():  # a restart still counts it
+            assert "Jobs in progress: **1**" in await in_progress()
+            entry = entry_of(env, log_id, job_id)
+            click = await env.click(entry, "Reject", user=env.discord.guild.admin)
+            await click.wait_for_callback()
+            await env.wait_message(entry.id, lambda m: "Rejected" in str(m.embeds))
+            assert (await env.job(job_id)).state == JobState.REJECTED
+            assert "Jobs in progress: **0**" in await in_progress()

@@ -7,6 +7,7 @@ from services.blocklist import (
     Blocklist,
     BlockMatch,
     InvalidBlocklistEntry,
+    check_regex_cost,
     normalise,
     validate_entry,
 )
@@ -106,6 +107,25 @@ CAUGHT = [
     pytest.param("n\u00fcdity", NUDE, id="regex-accent"),
     pytest.param("nud3", NUDE, id="regex-leet"),
     pytest.param("nu.de", NUDE, id="regex-dot-inside"),
+    # inflections of a word entry (the reviewer's evasions first)
+    pytest.param("nazis marching", NAZI, id="inflection-nazis"),
+    pytest.param("he kills", KILL, id="inflection-kills"),
+    pytest.param("killing spree", KILL, id="inflection-killing"),
+    pytest.param("n a z i s", NAZI, id="inflection-spaced-plural"),
+    pytest.param("killed in action", KILL, id="inflection-killed"),
+    pytest.param("killer whale breaching", KILL, id="inflection-killer"),
+    pytest.param("serial killers", KILL, id="inflection-killers"),
+    pytest.param("k1ll1ng", KILL, id="inflection-leet-ing"),
+    pytest.param("KILLLINGGG", KILL, id="inflection-repeats"),
+    pytest.param("k-i-l-l-e-d", KILL, id="inflection-dotted"),
+    pytest.param("asses", ASS, id="inflection-es"),
+    pytest.param("nazi's flag", NAZI, id="inflection-possessive"),
+    pytest.param("nazisss", NAZI, id="inflection-plural-repeats"),
+    pytest.param("gored by a bull", GORE, id="inflection-e-final-d"),
+    pytest.param("goring", GORE, id="inflection-e-dropped-ing"),
+    pytest.param("filths", FILTH, id="inflection-plural"),
+    pytest.param("two blood baths", BLOOD_BATH, id="inflection-phrase-last-word"),
+    pytest.param("bloodbaths", BLOOD_BATH, id="inflection-phrase-joined"),
     # at the end of a maximum-length prompt
     pytest.param(("a castle on a hill, " * 200)[:3994] + " k1ll", KILL, id="end-of-4000-chars"),
 ]
@@ -129,7 +149,14 @@ INNOCENT = [
     pytest.param("skill tree diagram", id="skill"),
     pytest.param("a kiln in a pottery studio", id="kiln"),
     pytest.param("Kili the dwarf", id="kili-not-kill"),
-    pytest.param("killer whale breaching", id="killer-whale"),
+    pytest.param("skills and skilled killjoy", id="skills-skilled-killjoy"),
+    pytest.param("assess the damage, she assesses, assessing, assessed", id="assess"),
+    pytest.param("classes of grasses in glasses", id="classes-grasses"),
+    pytest.param("cumulative rainfall, cumin", id="cumulative-cumin"),
+    pytest.param("Nazareth's old town", id="nazareths"),
+    pytest.param("king of the hill", id="king-not-killing"),
+    pytest.param("a goddess and a hostess", id="ess-words"),
+    pytest.param("gorgeous gorges", id="gorges"),
     pytest.param("gorgeous mountain gorge", id="gorgeous"),
     pytest.param("blood orange on a plate", id="blood-orange"),
     pytest.param("a bath full of bubbles", id="bath"),
@@ -243,7 +270,13 @@ def test_invalid_stored_entries_are_skipped_and_reported() -> None:
         pytest.param("a$$", False, id="word-with-symbols"),
         pytest.param(r"\bnud(e|ity)\b", True, id="regex"),
         pytest.param(r"(ab+)?c", True, id="optional-group-with-quantifier"),
-        pytest.param(r"[(]+x", True, id="bracket-in-class"),
+        pytest.param(r"[(]x+", True, id="bracket-in-class"),
+        pytest.param(r"gore\w*", True, id="regex-trailing-class"),
+        pytest.param(r"(cat|dog)s?", True, id="regex-alternation-optional-s"),
+        pytest.param(r"\bk[i1!]ll(s|ed|ing)?\b", True, id="regex-inflections"),
+        pytest.param(r"https?://\S+", True, id="regex-url"),
+        pytest.param(r"\b[a-z]+\s+[a-z]+ing\b", True, id="regex-disjoint-neighbours"),
+        pytest.param("kill*", False, id="word-prefix"),
         pytest.param("x" * MAX_PATTERN_LENGTH, False, id="at-length-limit"),
     ],
 )
@@ -274,3 +307,107 @@ def test_validate_entry_rejects(pattern: str, is_regex: bool, reason: str) -> No
     assert reason in caught.value.reason
     assert isinstance(caught.value, ValueError)
     assert reason in str(caught.value)
+
+
+def test_reviewers_inflection_evasions_are_caught() -> None:
+    blocklist = Blocklist([(1, "nazi", False), (2, "nude", False), (3, "kill", False)])
+    for prompt, entry_id in [
+        ("nazis", 1),
+        ("nudes", 2),
+        ("kills", 3),
+        ("killing", 3),
+        ("n a z i s", 1),
+        ("nuded", 2),
+        ("nuding", 2),
+        ("killers", 3),
+    ]:
+        match = blocklist.check(prompt)
+        assert match is not None and match.entry_id == entry_id, prompt
+    for prompt in ["skill", "skills", "nudge", "Nazareth", "kiln", "nudist colony"]:
+        assert blocklist.check(prompt) is None, prompt
+
+
+def test_a_word_entry_with_a_trailing_star_matches_words_starting_with_it() -> None:
+    blocklist = Blocklist([(1, "kill*", False), (2, "blood ba*", False)])
+    for prompt, entry_id in [
+        ("killstreak", 1),
+        ("k i l l s t r e a k", 1),
+        ("K1LLJOY", 1),
+        ("kill", 1),
+        ("blood bank", 2),
+        ("bloodbarrel", 2),
+    ]:
+        match = blocklist.check(prompt)
+        assert match is not None and match.entry_id == entry_id, prompt
+    for prompt in ["skillstreak", "kiln", "a blood orange", "bath"]:
+        assert blocklist.check(prompt) is None, prompt
+    # Without the star the entry is a word, so longer words that merely start with it pass.
+    assert Blocklist([(1, "kill", False)]).check("killstreak") is None
+
+
+def test_an_inner_star_is_not_a_prefix() -> None:
+    blocklist = Blocklist([(1, "k*i*l*l", False)])
+    assert blocklist.check("kill") == BlockMatch(1, "k*i*l*l")
+    assert blocklist.check("killstreak") is None
+
+
+def test_regex_entries_see_a_prompt_that_folding_made_longer_than_4000_chars() -> None:
+    # NFKC turns U+FDFA into 18 letters: the folded prompt is far beyond one regex window.
+    blocklist = Blocklist([(1, r"\bnud(e|ity)\b", True), (2, r"\bass\b", True)])
+    prompt = "\ufdfa " * 1500 + "nude " + "class " * 300
+    assert blocklist.check(prompt) == BlockMatch(1, r"\bnud(e|ity)\b")
+    # Window cuts fall on spaces, so "class" is never seen as "ass".
+    assert blocklist.check("\ufdfa " * 1500 + "class " * 300) is None
+
+
+SLOW_REGEXES = [
+    pytest.param(r"\d+\d+z", id="digits-twice"),
+    pytest.param(r"\d+\d+\d+\d+z", id="digits-four-times"),
+    pytest.param(r"a*a*a*a*b", id="letter-stars"),
+    pytest.param(r"\w*\w*\w*x", id="word-stars"),
+    pytest.param(r"\w+\s*\w+x", id="optional-gap"),
+    pytest.param(r"\d+0\d+x", id="literal-gap"),
+    pytest.param(r"\w+(ing|ed)\w+x", id="group-gap"),
+    pytest.param(r"(\d+)x?(\d+)q", id="groups"),
+    pytest.param(r"a.*b.*c", id="dot-stars"),
+]
+
+
+@pytest.mark.parametrize("pattern", SLOW_REGEXES)
+def test_overlapping_neighbour_repeats_are_rejected(pattern: str) -> None:
+    with pytest.raises(InvalidBlocklistEntry) as caught:
+        validate_entry(pattern, True)
+    assert "can match the same characters" in caught.value.reason
+    # Stored before the rule existed: skipped, never searched.
+    blocklist = Blocklist([(1, pattern, True)])
+    assert len(blocklist) == 0 and [i for i, _ in blocklist.invalid] == [1]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param(r"\d{1,10}\d{1,10}\d{1,10}\d{1,10}\d{1,10}z", id="bounded-repeats"),
+        pytest.param(r"\d{1,10}\d{1,10}\d*z", id="bounded-then-star"),
+    ],
+)
+def test_regex_cost_check_rejects_patterns_slow_on_long_prompts(pattern: str) -> None:
+    # Both pass the static rules but take many seconds on 4000 digits (the child is killed at
+    # the budget), so the outcome does not depend on machine speed.
+    with pytest.raises(InvalidBlocklistEntry) as caught:
+        check_regex_cost(pattern)
+    assert "take too long on some prompts; simplify it" in caught.value.reason
+
+
+def test_regex_cost_check_accepts_an_ordinary_pattern() -> None:
+    check_regex_cost(r"\bnud(e|ity)\b")
+
+
+def test_es_and_c_endings_and_quoted_exact_entries() -> None:
+    blocklist = Blocklist([(1, "mac", False), (2, "butt", False), (3, '"pot"', False)])
+    assert blocklist.check("three macs") == BlockMatch(1, "mac")
+    for prompt in ["maces and maced knights", "macing", "pots"]:
+        assert blocklist.check(prompt) is None, prompt
+    assert blocklist.check("butter") == BlockMatch(2, "butt")  # -er: why quoting exists
+    assert blocklist.check("a pot") == BlockMatch(3, '"pot"')
+    assert Blocklist([(4, '"butt"', False)]).check("bread and butter") is None
+    assert Blocklist([(5, '"blood bath"', False)]).check("blood baths") is None

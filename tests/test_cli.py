@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 
 from client import RunComfyClient
-from client.cli import describe
+from client.cli import EXIT_BROKEN_PIPE, describe, main
 from client.models import JobState, JobStatus, TextToImageRequest
 from tests.fakes.runcomfy import EDIT_MODEL, FakeRunComfy, JobScript
 
@@ -56,6 +57,24 @@ def env(fake_runcomfy: FakeRunComfy) -> dict[str, str]:
 
 async def cli(*args: str, cwd: Path, env: dict[str, str]) -> Run:
     return await finish(await start_cli(*args, cwd=cwd, env=env))
+
+
+async def wait_until(predicate: Callable[[], object], what: str) -> None:
+    """Until the fake's state says so; the bound only stops a broken test from hanging."""
+    for _ in range(3000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def read_until(process: asyncio.subprocess.Process, fragment: str) -> str:
+    """The first stderr line containing ``fragment`` (earlier lines are skipped)."""
+    assert process.stderr is not None
+    while line := (await asyncio.wait_for(process.stderr.readline(), 30)).decode():
+        if fragment in line:
+            return line
+    raise AssertionError(f"stderr ended without {fragment!r}")
 
 
 def assert_one_error_line(run: Run, code: int, *fragments: str) -> None:
@@ -124,6 +143,8 @@ async def test_edit_sends_every_image_and_keeps_the_format(
         (["--format", "gif"], "--format: must be one of jpeg, png, webp"),
         (["--safety", "0"], "--safety: must be one of 1, 2, 3, 4, 5, 6"),
         (["--timeout", "0"], "--timeout: must be a positive number"),
+        (["--timeout", "nan"], "--timeout: must be a positive number"),
+        (["--timeout", "inf"], "--timeout: must be a positive number"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -302,3 +323,81 @@ async def test_an_unusable_output_folder_is_refused_before_anything_is_paid(
     run = await cli("imagine", "a fox", "--out", "taken/out", cwd=tmp_path, env=env)
     assert_one_error_line(run, 1, "cannot save images there", "taken/out")
     assert fake_runcomfy.requests == []
+
+
+async def test_a_second_ctrl_c_during_the_submit_gives_up_at_once(
+    fake_runcomfy: FakeRunComfy, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_runcomfy.inject("submit", delay=3600)  # the submit never answers
+    process = await start_cli("imagine", "a fox", "--out", "out", cwd=tmp_path, env=env)
+    await wait_until(lambda: fake_runcomfy.count("submit"), "the submit to arrive")
+    process.send_signal(signal.SIGINT)
+    await read_until(process, "Ctrl-C again to give up")  # the first press was taken
+    process.send_signal(signal.SIGINT)
+    run = await finish(process)
+    assert run.code == 130
+    assert run.stderr[-1] == (
+        "error: interrupted again: gave up during the submit; the job may have been created "
+        "and may still run (its request id never arrived)"
+    )
+
+
+async def test_a_second_ctrl_c_during_the_cancel_gives_up_at_once(
+    fake_runcomfy: FakeRunComfy, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=60))
+    fake_runcomfy.inject("cancel", delay=3600)  # the cancel never answers
+    process = await start_cli("imagine", "a fox", "--out", "out", cwd=tmp_path, env=env)
+    await read_until(process, "submitted request")
+    process.send_signal(signal.SIGINT)
+    await read_until(process, "Ctrl-C again to give up")
+    await wait_until(lambda: fake_runcomfy.count("cancel"), "the cancel to arrive")
+    process.send_signal(signal.SIGINT)
+    run = await finish(process)
+    (request_id,) = fake_runcomfy.jobs
+    assert run.code == 130
+    assert run.stderr[-1] == (
+        f"error: interrupted again: gave up; request {request_id} may still be running; "
+        f"check it with: python -m client status {request_id}"
+    )
+
+
+async def test_a_closed_stdout_still_saves_the_images_and_exits_quietly(
+    fake_runcomfy: FakeRunComfy, env: dict[str, str], tmp_path: Path
+) -> None:
+    # like `python -m client imagine ... | true`: nobody reads the paths
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "client", "imagine", "a fox", "--count", "2", "--out", "out",
+            "--quiet", cwd=tmp_path, env=env, stdout=write_end, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == EXIT_BROKEN_PIPE == 141
+    assert err.decode() == ""
+    assert len(list((tmp_path / "out").iterdir())) == 2
+
+
+def test_an_undecodable_dotenv_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".env").write_bytes(b"RUNCOMFY_API_TOKEN=caf\xe9\n")  # Latin-1, not UTF-8
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", "some-request"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: cannot read the settings: 'utf-8' codec can't decode")
+
+
+def test_a_deleted_working_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["status", "some-request"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: cannot read the settings: ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from client.errors import (
     PermissionDeniedError,
     RateLimitedError,
     ServerError,
+    SubmitOutcomeUnknownError,
     UnexpectedResponseError,
     ValidationError,
 )
@@ -45,11 +47,30 @@ LONG_RUN = JobScript(queue_seconds=0, run_seconds=30)
 
 
 async def wait_until(predicate: Any, what: str) -> None:
-    for _ in range(500):
+    """Until the fake's state says so; the bound only stops a broken test from hanging."""
+    for _ in range(6000):
         if predicate():
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class RecordingSleep:
+    """An ``asyncio.sleep`` that remembers every pause the client asked for."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        await asyncio.sleep(seconds)
+
+
+def client_for(session: aiohttp.ClientSession, fake: FakeRunComfy, **kwargs: Any) -> RunComfyClient:
+    settings = ClientSettings(api_token="test-token", api_base=fake.base_url)
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("polling", FAST_POLLING)
+    return RunComfyClient(session, settings, **kwargs)
 
 
 # -- the happy paths --------------------------------------------------------------------------
@@ -249,6 +270,16 @@ async def test_a_cancel_whose_answer_was_lost_is_still_reported_cancelled(
     assert fake_runcomfy.count("cancel") == 2
 
 
+async def test_a_refused_cancel_stands_when_the_state_check_fails(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("status", status=404, body={"error_code": 404001, "message": "gone"})
+    assert await handle.cancel() is CancelOutcome.NOT_CANCELLABLE
+    assert fake_runcomfy.count("status") == 1
+
+
 async def test_wait_gives_up_at_its_deadline(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
@@ -258,6 +289,96 @@ async def test_wait_gives_up_at_its_deadline(
         await handle.wait(timeout=0.1)
     assert caught.value.request_id == handle.request_id
     assert (await handle.status()).state is JobState.QUEUED  # the job itself goes on
+
+
+async def test_wait_rides_out_a_short_outage(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    # More failures in a row than one call's retries (FAST_RETRY: 3 attempts), on both the
+    # status and the result endpoint, while the job runs.
+    fake_runcomfy.script(JobScript(queue_seconds=0, run_seconds=0.1))
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("status", status=503, times=4)
+    fake_runcomfy.inject("result", status=503, times=4)
+    seen: list[JobState] = []
+
+    async def on_status(status: JobStatus) -> None:
+        seen.append(status.state)
+
+    assert len(await handle.wait(timeout=30, on_status=on_status)) == 1
+    assert seen[-1] is JobState.COMPLETED
+    # every injected failure was met, and a success followed on each endpoint
+    assert fake_runcomfy.count("status") >= 5
+    assert fake_runcomfy.count("result") >= 5
+
+
+async def test_wait_honours_a_retry_after_longer_than_one_call_would_wait(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    retry = replace(FAST_RETRY, max_retry_after=0.05)  # a single call gives up on 0.3 s
+    sleep = RecordingSleep()
+    client = client_for(http_session, fake_runcomfy, retry=retry, sleep=sleep)
+    fake_runcomfy.script(JobScript(queue_seconds=0, run_seconds=0.05))
+    handle = await client.submit(CAT)
+    fake_runcomfy.inject("status", status=429, headers={"Retry-After": "0.3"})
+    fake_runcomfy.inject("result", status=429, headers={"Retry-After": "0.3"})
+    assert len(await handle.wait(timeout=30)) == 1
+    # Polling alone never pauses longer than FAST_POLLING.max_interval (0.02 s).
+    assert max(sleep.pauses) == pytest.approx(0.3, abs=0.02)
+    assert fake_runcomfy.count("status") >= 2
+
+
+async def test_wait_keeps_failing_until_its_deadline_then_times_out(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("status", status=503, times=10_000)
+    fake_runcomfy.inject("result", status=503, times=10_000)
+    with pytest.raises(JobTimeoutError) as caught:
+        await handle.wait(timeout=0.2)
+    assert isinstance(caught.value.__cause__, ServerError)
+    assert "RunComfy kept failing: RunComfy server error (HTTP 503)" in str(caught.value)
+    assert caught.value.request_id == handle.request_id
+    assert fake_runcomfy.count("status") > FAST_RETRY.max_attempts  # more than one call's worth
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (401, {"error_code": 400004, "message": "token expired"}, AuthenticationError),
+        (200, {"error_code": 404001, "message": "expired"}, NotFoundError),
+        (200, {"status": "thinking"}, UnexpectedResponseError),
+    ],
+)
+async def test_wait_raises_other_errors_at_once(
+    runcomfy_client: RunComfyClient,
+    fake_runcomfy: FakeRunComfy,
+    status: int,
+    body: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    fake_runcomfy.script(LONG_RUN)
+    handle = await runcomfy_client.submit(CAT)
+    fake_runcomfy.inject("status", status=status, body=body)
+    with pytest.raises(error):
+        await handle.wait(timeout=30)
+    assert fake_runcomfy.count("status") == 1
+
+
+async def test_wait_does_not_overrun_its_deadline_by_a_request_timeout(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    polling = replace(FAST_POLLING, last_poll_timeout=0.05)
+    client = client_for(http_session, fake_runcomfy, polling=polling, request_timeout=60)
+    fake_runcomfy.script(LONG_RUN)
+    handle = await client.submit(CAT)
+    fake_runcomfy.inject("status", delay=3600, times=100)  # never answers
+    fake_runcomfy.inject("result", delay=3600, times=100)
+    with pytest.raises(JobTimeoutError) as caught:
+        # a guard only: without the cut, the first request alone would wait its 60 s
+        await asyncio.wait_for(handle.wait(timeout=0.2), 20)
+    assert isinstance(caught.value.__cause__, APIConnectionError)
 
 
 # -- API errors -------------------------------------------------------------------------------
@@ -338,13 +459,15 @@ async def test_polling_requests_are_retried_after_transient_failures(
 async def test_a_slow_answer_times_out_and_is_retried(
     http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
 ) -> None:
-    settings = ClientSettings(api_token="test-token", api_base=fake_runcomfy.base_url)
-    client = RunComfyClient(http_session, settings, retry=FAST_RETRY, request_timeout=0.1)
+    # The first status is never answered. Later ones are instant, and there are several
+    # attempts, so a loaded machine cannot make them all miss the short timeout.
+    retry = replace(FAST_RETRY, max_attempts=6)
+    client = client_for(http_session, fake_runcomfy, retry=retry, request_timeout=0.25)
     fake_runcomfy.script(LONG_RUN)
     handle = await client.submit(CAT)
-    fake_runcomfy.inject("status", delay=0.3)
+    fake_runcomfy.inject("status", delay=3600)  # "never" (the fake cuts it short when it closes)
     assert (await handle.status()).state is JobState.RUNNING
-    assert fake_runcomfy.count("status") == 2
+    assert fake_runcomfy.count("status") >= 2
 
 
 async def test_retries_give_up_with_the_last_error(
@@ -376,14 +499,14 @@ async def test_retry_after_is_waited_before_the_next_attempt(
 ) -> None:
     # A policy whose own backoff is negligible: only Retry-After can space the attempts.
     retry = RetryPolicy(max_attempts=2, base_delay=0.0001, max_delay=0.0001, max_retry_after=1)
-    settings = ClientSettings(api_token="test-token", api_base=fake_runcomfy.base_url)
-    client = RunComfyClient(http_session, settings, retry=retry)
+    sleep = RecordingSleep()
+    client = client_for(http_session, fake_runcomfy, retry=retry, sleep=sleep)
     fake_runcomfy.script(LONG_RUN)
     handle = await client.submit(CAT)
     fake_runcomfy.inject("status", status=429, headers={"Retry-After": "0.2"})
-    await handle.status()
-    first, second = (r.at for r in fake_runcomfy.requests if r.endpoint == "status")
-    assert second - first >= 0.2
+    assert (await handle.status()).state is JobState.RUNNING
+    assert fake_runcomfy.count("status") == 2
+    assert sleep.pauses == [0.2]  # the server's pause, not the policy's 0.1 ms
 
 
 async def test_cancel_is_retried(
@@ -399,11 +522,19 @@ async def test_cancel_is_retried(
 @pytest.mark.parametrize(
     ("fault", "error"),
     [
-        ({"status": 500}, ServerError),
-        ({"status": 503}, ServerError),
+        ({"status": 500}, SubmitOutcomeUnknownError),
+        (
+            {"status": 503, "body": {"error_code": 503001, "message": "overloaded"}},
+            SubmitOutcomeUnknownError,
+        ),
+        ({"status": 408}, SubmitOutcomeUnknownError),
+        (
+            {"status": 200, "body": {"error_code": 500001, "message": "oops"}},
+            SubmitOutcomeUnknownError,
+        ),
         ({"status": 429, "headers": {"Retry-After": "0"}}, RateLimitedError),
-        ({"drop": True}, APIConnectionError),
-        ({"delay": 0.5}, APIConnectionError),
+        ({"drop": True}, SubmitOutcomeUnknownError),
+        ({"delay": 0.5}, SubmitOutcomeUnknownError),  # answered after the 0.2 s timeout
     ],
 )
 async def test_submit_is_never_retried_once_it_may_have_reached_the_server(
@@ -412,16 +543,27 @@ async def test_submit_is_never_retried_once_it_may_have_reached_the_server(
     fault: dict[str, Any],
     error: type[Exception],
 ) -> None:
-    settings = ClientSettings(api_token="test-token", api_base=fake_runcomfy.base_url)
-    client = RunComfyClient(http_session, settings, retry=FAST_RETRY, request_timeout=0.2)
+    client = client_for(http_session, fake_runcomfy, request_timeout=0.2)
     fake_runcomfy.inject("submit", times=3, **fault)
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         await client.submit(CAT)
-    if fault.get("delay"):
-        await asyncio.sleep(0.4)  # let the slow submit finish on the server side
+    if fault.get("delay"):  # the slow submit still creates its job, on the server's side
+        await wait_until(lambda: fake_runcomfy.jobs, "the delayed submit to be handled")
     assert fake_runcomfy.count("submit") == 1
     if fault.get("drop") or fault.get("delay"):
         assert len(fake_runcomfy.jobs) == 1  # the job exists: a retry would have paid twice
+    if error is SubmitOutcomeUnknownError:
+        unknown = caught.value
+        assert isinstance(unknown, APIConnectionError)  # what callers caught before
+        assert "may have been created" in str(unknown)
+        assert isinstance(unknown.__cause__, APIConnectionError | ServerError)
+        if "status" in fault:  # the original answer is kept
+            assert unknown.status == fault["status"]
+            assert unknown.body == fault.get(
+                "body", {"message": f"injected HTTP {fault['status']}"}
+            )
+        if "error_code" in fault.get("body", {}):
+            assert unknown.error_code == fault["body"]["error_code"]
 
 
 def _free_port() -> int:
@@ -430,27 +572,31 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def test_a_refused_connection_is_retried_even_for_submit(
-    http_session: aiohttp.ClientSession,
-) -> None:
+async def test_a_refused_connection_is_retried_even_for_submit() -> None:
     port = _free_port()
+    refused = asyncio.Event()
+
+    async def on_request_exception(*_: object) -> None:
+        refused.set()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_exception.append(on_request_exception)
     settings = ClientSettings(api_token="test-token", api_base=f"http://127.0.0.1:{port}")
-    retry = RetryPolicy(max_attempts=20, base_delay=0.02, max_delay=0.05)
-    client = RunComfyClient(http_session, settings, retry=retry)
+    # Many quick attempts: the fake starts only once one was refused, however slow the machine.
+    retry = RetryPolicy(max_attempts=2000, base_delay=0.005, max_delay=0.01)
     fake = FakeRunComfy(port=port)
-
-    async def start_late() -> None:
-        await asyncio.sleep(0.1)  # the first attempts find nobody listening
-        await fake.start()
-
-    starting = asyncio.create_task(start_late())
-    try:
-        handle = await client.submit(CAT)
-        await starting
-        assert fake.count("submit") == 1
-        assert handle.request_id in fake.jobs
-    finally:
-        await fake.close()
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = RunComfyClient(session, settings, retry=retry)
+        submitting = asyncio.create_task(client.submit(CAT))
+        try:
+            await asyncio.wait_for(refused.wait(), 30)  # the first attempts find nobody listening
+            await fake.start()
+            handle = await submitting
+            assert fake.count("submit") == 1
+            assert handle.request_id in fake.jobs
+        finally:
+            submitting.cancel()
+            await fake.close()
 
 
 async def test_a_refused_connection_ends_as_a_connection_error(
@@ -508,3 +654,23 @@ async def test_downloads_are_retried_on_transient_failures_only(
         await runcomfy_client.download(url.replace("/0.png", "/5.png"))
     assert caught.value.status == 404
     assert fake_runcomfy.count("image") == 3  # a 404 is not retried
+
+
+async def test_the_size_cap_holds_without_a_content_length(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(JobScript(image_bytes=300_000, image_chunked=True))
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    with pytest.raises(DownloadError, match=r"too large \(over the 0\.1 MiB limit\)"):
+        await runcomfy_client.download(url, max_bytes=100_000)
+    assert len((await runcomfy_client.download(url, max_bytes=400_000)).data) >= 300_000
+
+
+@pytest.mark.parametrize("status", [429, 501, 507])
+async def test_downloads_retry_what_api_calls_retry(
+    runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy, status: int
+) -> None:
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    fake_runcomfy.inject("image", status=status, headers={"Retry-After": "0"})
+    assert (await runcomfy_client.download(url)).content_type == "image/png"
+    assert fake_runcomfy.count("image") == 2

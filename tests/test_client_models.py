@@ -97,6 +97,11 @@ def test_invalid_options_name_the_field(field: str, value: Any) -> None:
         (lambda: EditRequest("p", ["https://a/x.png"]), "image_urls"),  # type: ignore[arg-type]
         (lambda: EditRequest("p", ("not a url",)), "image_urls"),
         (lambda: EditRequest("p", ("ftp://a/x.png",)), "image_urls"),
+        (lambda: EditRequest("p", ("http://[x",)), "image_urls"),  # urlsplit: ValueError
+        (lambda: EditRequest("p", ("http://a:99999/x.png",)), "image_urls"),
+        (lambda: EditRequest("p", ("http://a:abc/x.png",)), "image_urls"),
+        (lambda: EditRequest("p", ("http:///x.png",)), "image_urls"),
+        (lambda: EditRequest("p", ("https://a/x y.png",)), "image_urls"),
         (lambda: EditRequest("", ("https://a/x.png",)), "prompt"),
     ],
 )

@@ -50,6 +50,10 @@ Q, R, C, X, F = (
         ({"status": "in_queue", "queue_position": -1}, JobStatus(Q)),
         ({"status": "in_queue", "queue_position": True}, JobStatus(Q)),
         ({"status": "in_queue", "queue_position": "soon"}, JobStatus(Q)),
+        ({"status": "in_queue", "queue_position": float("inf")}, JobStatus(Q)),  # Infinity
+        ({"status": "in_queue", "queue_position": float("nan")}, JobStatus(Q)),  # NaN
+        ({"status": "in_queue", "queue_position": "²"}, JobStatus(Q)),  # a digit, not a number
+        ({"status": "in_queue", "queue_position": " 7 "}, JobStatus(Q, queue_position=7)),
         ({"status": "queued"}, JobStatus(Q)),
         ({"status": "pending"}, JobStatus(Q)),
         ({"status": "in_progress", "queue_position": 0}, JobStatus(R)),
@@ -135,11 +139,43 @@ def test_parse_result_of_an_unfinished_or_unsuccessful_job(body: Any, state: Job
         {"status": "completed", "output": {"images": ["/relative.png"]}},
         {"status": "completed", "output": {"images": [42]}},
         {"output": "https://cdn/a.png"},
+        {"status": "completed", "output": {"image": "http://[x"}},  # urlsplit: ValueError
+        {"status": "completed", "output": {"image": "http://cdn:99999/a.png"}},
     ],
 )
 def test_completed_without_usable_images_is_unexpected(body: Any) -> None:
     with pytest.raises(UnexpectedResponseError):
         parse_result(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "cls", "message"),
+    [
+        (
+            {"message": "Internal error"},
+            UnexpectedResponseError,
+            "RunComfy answered the result with neither a job state nor an output: Internal error",
+        ),
+        (
+            {"request_id": "abc"},
+            UnexpectedResponseError,
+            "RunComfy answered the result with neither a job state nor an output",
+        ),
+        (
+            {"error_code": 404001, "message": "expired"},
+            NotFoundError,
+            "unknown or expired request: expired",
+        ),
+    ],
+)
+def test_a_result_body_without_state_or_output_is_not_a_completed_job(
+    body: Any, cls: type[RunComfyError], message: str
+) -> None:
+    with pytest.raises(RunComfyError) as caught:
+        parse_result(body)
+    assert type(caught.value) is cls
+    assert str(caught.value) == message
+    assert caught.value.body is body
 
 
 @pytest.mark.parametrize(
@@ -212,16 +248,37 @@ def test_decode_body_keeps_non_json_text() -> None:
         (503, {"error_code": 503001}, {}, ServerError, {}),
         (418, {}, {}, UnexpectedResponseError, {}),
         (400, {"error_code": 400005}, {}, JobNotFinishedError, {"job_status": None}),
+        # Odd but valid JSON: typed errors, never a crash.
+        (
+            422,
+            {"detail": [{"loc": 5, "msg": "x"}]},
+            {},
+            ValidationError,
+            {"message": "RunComfy rejected the request: x"},
+        ),
+        (
+            422,
+            {"detail": [{"loc": None, "msg": "y"}]},
+            {},
+            ValidationError,
+            {"message": "RunComfy rejected the request: y"},
+        ),
+        (200, {"error_code": "²"}, {}, None, {}),
+        (200, {"error_code": "٥٠٠٠٠١"}, {}, ServerError, {"error_code": 500001}),
+        (429, {}, {"Retry-After": "1e400"}, RateLimitedError, {"retry_after": None}),
     ],
 )
 def test_error_for_response(
     status: int,
     body: Any,
     headers: dict[str, str],
-    cls: type[RunComfyError],
+    cls: type[RunComfyError] | None,
     attrs: dict[str, Any],
 ) -> None:
     error = error_for_response(status, body, headers, request_id="req-1")
+    if cls is None:
+        assert error is None
+        return
     assert type(error) is cls
     assert error.request_id == "req-1"
     assert error.body == body
@@ -263,6 +320,8 @@ def test_error_messages_are_short_and_carry_the_api_reason() -> None:
         ("2", 2.0),
         ("0.25", 0.25),
         ("-4", 0.0),
+        ("inf", None),
+        ("nan", None),
         ("soon", None),
         ("Sat, 21 Nov 2026 12:00:30 GMT", 30.0),
         ("Sat, 21 Nov 2026 11:00:00 GMT", 0.0),

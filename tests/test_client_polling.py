@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
+import statistics
 from dataclasses import dataclass
 
 import pytest
@@ -110,6 +112,25 @@ def test_with_history_it_sleeps_most_of_the_expected_time() -> None:
     assert timeline.next_poll_at(101.0) == pytest.approx(101 + 0.75 * 18)
     timeline.observe(JobStatus(JobState.RUNNING), 118.8, 118.8)
     assert timeline.next_poll_at(118.8) == pytest.approx(118.8 + POLICY.min_interval)
+
+
+def test_jobs_of_varying_length_are_still_noticed_quickly_and_lightly() -> None:
+    """20 s jobs, each within +-10% (the bench's --jitter 0.1): the issue's target.
+
+    Seeded, and long enough (390 jobs) that the median does not hinge on a few draws: across
+    seeds it is 0.39-0.45 s, with 5.1 requests per job.
+    """
+    draw = random.Random(1).uniform
+    estimator = DurationEstimator(POLICY)
+    results = []
+    for number in range(400):
+        factor = 1 + draw(-0.1, 0.1)
+        requests, delay = simulate(estimator, SimJob(4 * factor, 16 * factor, 2))
+        if number >= 10:  # past the warm-up
+            assert delay >= 0
+            results.append((requests, delay))
+    assert statistics.mean(r for r, _ in results) <= 6
+    assert statistics.median(d for _, d in results) < 0.5
 
 
 def test_a_job_overrunning_its_estimate_is_polled_with_growing_gaps() -> None:

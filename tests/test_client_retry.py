@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from client.errors import (
@@ -14,11 +16,12 @@ from client.errors import (
     RateLimitedError,
     RunComfyError,
     ServerError,
+    SubmitOutcomeUnknownError,
     UnexpectedResponseError,
     ValidationError,
 )
 from client.parsing import error_for_response
-from client.retry import RetryPolicy, is_retryable
+from client.retry import RetryPolicy, is_retryable, is_retryable_status, with_retries
 
 POLICY = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=4.0, max_retry_after=30.0)
 
@@ -44,6 +47,8 @@ POLICY = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=4.0, max_retry_af
         (DownloadError("too large"), False),
         (error_for_response(400, {}, {}), False),
         (error_for_response(422, {"detail": []}, {}), False),
+        # The job may exist: repeating the submit could pay twice.
+        (SubmitOutcomeUnknownError("lost after sending", status=503), False),
     ],
 )
 def test_which_errors_are_retried(error: RunComfyError | None, retryable: bool) -> None:
@@ -69,3 +74,49 @@ def test_gives_up_after_max_attempts_or_an_excessive_retry_after() -> None:
     assert POLICY.delay(5) is None
     assert POLICY.delay(1, retry_after=31.0) is None
     assert RetryPolicy(max_attempts=1).delay(1) is None
+
+
+@pytest.mark.parametrize("status", range(400, 600))
+def test_downloads_and_api_calls_share_one_rule(status: int) -> None:
+    """Every HTTP error status: a download retries exactly what an API call retries."""
+    error = error_for_response(status, {}, {})
+    assert error is not None
+    assert is_retryable_status(status) is is_retryable(error)
+    assert is_retryable_status(status) is (status in (408, 429) or status >= 500)
+
+
+def test_long_retry_sequences_do_not_overflow() -> None:
+    assert POLICY.pause(10_000, rng=lambda: 1.0) == 4.0
+
+
+async def test_with_retries_sleeps_the_servers_retry_after() -> None:
+    answers: list[Exception | str] = [RateLimitedError("slow down", retry_after=0.25), "ok"]
+    pauses: list[float] = []
+
+    async def operation() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    policy = RetryPolicy(base_delay=0.001, max_delay=0.001)
+    result = await with_retries(operation, policy, retry_if=is_retryable, what="test", sleep=sleep)
+    assert result == "ok"
+    assert pauses == [0.25]
+
+
+async def test_with_retries_never_sleeps_past_the_deadline() -> None:
+    attempts = 0
+
+    async def operation() -> str:
+        nonlocal attempts
+        attempts += 1
+        raise ServerError("down", status=503)
+
+    deadline = asyncio.get_running_loop().time() + 0.4
+    with pytest.raises(ServerError):
+        await with_retries(operation, POLICY, retry_if=is_retryable, deadline=deadline, what="test")
+    assert attempts == 1  # the first backoff (at least 0.5 s) would pass the deadline

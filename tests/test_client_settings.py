@@ -43,6 +43,20 @@ def test_everything_can_be_overridden() -> None:
         ({**TOKEN, "RUNCOMFY_API_BASE": "model-api.runcomfy.net"}, "RUNCOMFY_API_BASE: must be"),
         ({**TOKEN, "RUNCOMFY_API_BASE": "ftp://x.net"}, "RUNCOMFY_API_BASE: must be"),
         ({**TOKEN, "RUNCOMFY_API_BASE": "https://x.net?a=1"}, "RUNCOMFY_API_BASE: must be"),
+        ({**TOKEN, "RUNCOMFY_API_BASE": "http://[::1"}, "RUNCOMFY_API_BASE: must be"),
+        ({**TOKEN, "RUNCOMFY_API_BASE": "http://127.0.0.1:99999"}, "RUNCOMFY_API_BASE: must be"),
+        ({**TOKEN, "RUNCOMFY_API_BASE": "http://127.0.0.1:abc"}, "RUNCOMFY_API_BASE: must be"),
+        ({**TOKEN, "RUNCOMFY_API_BASE": "http://127.0.0.1:0"}, "RUNCOMFY_API_BASE: must be"),
+        ({**TOKEN, "RUNCOMFY_API_BASE": "http://:8765"}, "RUNCOMFY_API_BASE: must be"),
+        ({**TOKEN, "RUNCOMFY_API_BASE": "http://exa mple.net"}, "RUNCOMFY_API_BASE: must be"),
+        (
+            {**TOKEN, "RUNCOMFY_API_BASE": "http://u:p@host"},
+            "RUNCOMFY_API_BASE: must not contain a user name or password",
+        ),
+        (
+            {**TOKEN, "RUNCOMFY_API_BASE": "https://token@host"},
+            "RUNCOMFY_API_BASE: must not contain a user name or password",
+        ),
         ({**TOKEN, "RUNCOMFY_EDIT_MODEL": "/google/edit"}, "RUNCOMFY_EDIT_MODEL: must be"),
         ({**TOKEN, "RUNCOMFY_EDIT_MODEL": "google//edit"}, "RUNCOMFY_EDIT_MODEL: must be"),
         (
@@ -57,6 +71,11 @@ def test_bad_settings_name_the_variable_in_one_line(env: dict[str, str], message
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
     assert caught.value.name == message.split(":")[0]
+
+
+def test_ipv6_and_ports_are_fine() -> None:
+    for base in ("http://[::1]:8765", "https://model-api.runcomfy.net:443/prefix"):
+        assert ClientSettings.from_env({**TOKEN, "RUNCOMFY_API_BASE": base}).api_base == base
 
 
 def test_env_str() -> None:

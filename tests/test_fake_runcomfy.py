@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import sys
 from pathlib import Path
@@ -306,3 +307,57 @@ async def test_runs_standalone_and_prints_its_base_url() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_malformed_json_is_logged_and_faults_still_apply(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    url = f"{fake_runcomfy.base_url}/v1/models/{TEXT_TO_IMAGE_MODEL}"
+    headers = {**AUTH, "Content-Type": "application/json"}
+    fake_runcomfy.inject("submit", status=503)
+    answers = []
+    for _ in range(2):
+        async with http_session.post(url, data=b'{"prompt": ', headers=headers) as response:
+            answers.append(response.status)
+    assert answers == [503, 422]  # the fault first, then the JSON error
+    assert [(r.endpoint, r.json, r.text) for r in fake_runcomfy.requests] == [
+        ("submit", None, '{"prompt": ')
+    ] * 2
+    assert fake_runcomfy.jobs == {}
+
+
+def test_a_fault_cannot_both_answer_and_drop(fake_runcomfy: FakeRunComfy) -> None:
+    with pytest.raises(ValueError, match="status or drops"):
+        fake_runcomfy.inject("status", status=503, drop=True)
+
+
+async def test_a_delayed_answer_is_cut_short_when_the_fake_closes(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    fake = FakeRunComfy()
+    await fake.start()
+    fake.inject("submit", delay=3600)  # "never answers"
+    url = f"{fake.base_url}/v1/models/{TEXT_TO_IMAGE_MODEL}"
+    pending = asyncio.create_task(http_session.post(url, json={"prompt": "p"}, headers=AUTH))
+    for _ in range(1000):
+        if fake.count("submit"):
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.wait_for(fake.close(), 30)  # would hang for a minute or more without the cut
+    with contextlib.suppress(aiohttp.ClientError):  # answered or cut off: either way, it ended
+        (await asyncio.wait_for(pending, 30)).release()
+
+
+async def test_chunked_images_have_no_content_length(
+    http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
+) -> None:
+    fake_runcomfy.script(
+        JobScript(queue_seconds=0, run_seconds=0, image_bytes=100_000, image_chunked=True)
+    )
+    _, body = await submit(http_session, fake_runcomfy, {"prompt": "p"})
+    _, result = await call(http_session, "GET", body["result_url"])
+    async with http_session.get(result["output"]["image"]) as response:
+        assert response.content_length is None
+        assert response.headers.get("Transfer-Encoding") == "chunked"
+        data = await response.read()
+    assert Image.open(io.BytesIO(data)).format == "PNG"

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from client import PollingPolicy, RetryPolicy, RunComfyClient
+from client import RunComfyClient
 from client.models import DownloadedImage
 from client.settings import ClientSettings
-from services.errors import InvalidInput, NotAllowed, StudioClosing
+from services.errors import InvalidInput, NotAllowed, RepeatedRequest, StudioClosing
 from services.jobs import (
     RESTART_LOST_SUBMIT,
     CancelResult,
@@ -27,20 +27,18 @@ from services.jobs import (
     JobSpec,
     Progress,
     Requester,
+    Reservation,
 )
 from services.policy import PolicyRefusal, PolicyService
 from services.settings import JobTiming
 from storage import QuotaExceededError, QuotaSettings, Storage
 from storage.models import Job, JobKind, JobState, NewJob
 from tests.fakes.runcomfy import FakeRunComfy, JobScript
+from tests.helpers import FAST_POLLING, FAST_RETRY, FOREVER, finish_now, job_task, wait_job_state
 
 GUILD = 1001
 CHANNEL = 2002
 USER = 3003
-FAST_POLLING = PollingPolicy(
-    first_poll=0.005, min_interval=0.005, max_interval=0.03, warmup_interval=0.005
-)
-FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.005, max_delay=0.01)
 
 
 @dataclass
@@ -51,7 +49,7 @@ class RecordingPresenter:
     delivered: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
     outcomes: list[tuple[str, JobState, str | None]] = field(default_factory=list)
     events: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-    fail_delivery: bool = False
+    fail_delivery: int = 0  # how many deliveries fail before they work
 
     async def show_progress(self, job: Job, progress: Progress) -> int | None:
         self.progress.append((job.id, progress))
@@ -60,7 +58,9 @@ class RecordingPresenter:
     async def deliver(
         self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
     ) -> Delivery:
-        if self.fail_delivery:
+        if self.fail_delivery > 0:
+            self.fail_delivery -= 1
+            self.events.put_nowait(f"delivery failed {job.id}")
             raise RuntimeError("discord is down")
         assert all(i.data for i in images)
         self.delivered.append((job.id, len(images), tuple(missing)))
@@ -92,7 +92,12 @@ WHO = Requester(
 
 
 def engine_for(
-    storage: Storage, client: RunComfyClient, fake: FakeRunComfy, *, interval: float = 0.0
+    storage: Storage,
+    client: RunComfyClient,
+    fake: FakeRunComfy,
+    *,
+    interval: float = 0.0,
+    job_timeout: float = 5.0,
 ) -> Engine:
     policy = PolicyService(storage)
     jobs = JobService(
@@ -101,7 +106,11 @@ def engine_for(
         policy,
         quota=QuotaSettings(default_daily_credits=10),
         timing=JobTiming(
-            status_interval=interval, job_timeout=5.0, submit_grace=2.0, yield_window=0
+            status_interval=interval,
+            job_timeout=job_timeout,
+            submit_grace=2.0,
+            yield_window=0,
+            delivery_retry=0.01,
         ),
     )
     presenter = RecordingPresenter()
@@ -129,14 +138,7 @@ async def engine(parts: tuple[FakeRunComfy, Storage, RunComfyClient]) -> AsyncIt
     await built.jobs.close()
 
 
-async def wait_state(storage: Storage, job_id: str, *states: JobState) -> Job:
-    for _ in range(2000):
-        job = await storage.jobs.get(job_id)
-        assert job is not None
-        if job.state in states:
-            return job
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"job {job_id} never reached {states}; it is {job.state}")
+wait_state = wait_job_state
 
 
 async def until(check: Callable[[], object]) -> None:
@@ -149,6 +151,12 @@ async def until(check: Callable[[], object]) -> None:
 
 async def used_today(storage: Storage) -> int:
     return (await storage.quota.balance(USER, GUILD)).used
+
+
+async def cancel_as(
+    engine: Engine, job_id: str, actor: int, guild: int | None = GUILD, *, manage: bool = False
+) -> str:
+    return await engine.jobs.cancel(job_id, actor_id=actor, guild_id=guild, may_manage=manage)
 
 
 async def run_one(engine: Engine, spec: JobSpec, who: Requester = WHO) -> Job:
@@ -218,6 +226,37 @@ async def test_reroll_spec_keeps_everything_but_the_seed(engine: Engine) -> None
     seeds = [r.json["seed"] for r in engine.fake.requests if r.endpoint == "submit"]
     assert seeds[0] == 7 and len(seeds) == 2 and second.params["seed"] == seeds[1]
     assert second.parent_job_id == job.id
+
+
+async def test_reroll_of_a_default_safety_clamps_to_a_lowered_ceiling(engine: Engine) -> None:
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="default safety"))
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    assert done.params["safety_tolerance"] == 4
+    await engine.storage.policy.update(GUILD, max_safety=2)
+    engine.policy.invalidate(GUILD)
+    again = JobSpec.from_job(done, seed=None)
+    assert again.safety is None  # the member never chose it
+    rerolled = await engine.jobs.reserve(again, WHO)  # clamped, not refused
+    assert rerolled.job.params["safety_tolerance"] == 2
+    chosen = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="mine", safety=2))
+    assert JobSpec.from_job(chosen, seed=None).safety == 2
+
+
+async def test_the_same_ask_on_the_same_result_twice_at_once_makes_one_job(
+    engine: Engine,
+) -> None:
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="once"))
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    again = JobSpec.from_job(done, seed=None)
+    first, second = await asyncio.gather(
+        engine.jobs.reserve(again, WHO), engine.jobs.reserve(again, WHO), return_exceptions=True
+    )
+    assert isinstance(first, Reservation) and isinstance(second, RepeatedRequest)
+    with pytest.raises(RepeatedRequest):  # a moment later too
+        await engine.jobs.reserve(again, WHO)
+    other = replace(WHO, user_id=USER + 1)  # someone else's click is theirs
+    await engine.jobs.reserve(again, other)
+    assert await used_today(engine.storage) == 2
 
 
 # -- refusals cost nothing and call nothing -----------------------------------------------------
@@ -294,16 +333,17 @@ async def test_cancel_while_queued_calls_the_api_and_refunds(engine: Engine) -> 
     engine.fake.script(JobScript(queue_seconds=5.0, queue_position=3))
     job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="wait", num_images=2))
     await wait_state(engine.storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
+    runner = job_task(job.id)
 
-    result = await engine.jobs.cancel(job.id, actor_id=USER, may_manage=False)
+    result = await cancel_as(engine, job.id, USER, GUILD, manage=False)
     assert result == CancelResult.CANCELLED
     assert engine.fake.count("cancel") == 1
     assert (await wait_state(engine.storage, job.id, JobState.CANCELLED)).state.is_terminal
     assert await used_today(engine.storage) == 0
     # a double click changes nothing and reports the same
-    assert await engine.jobs.cancel(job.id, actor_id=USER, may_manage=False) == "cancelled"
+    assert await cancel_as(engine, job.id, USER, GUILD, manage=False) == "cancelled"
     assert await used_today(engine.storage) == 0
-    await asyncio.sleep(0.05)  # the poller notices the cancel too: still only one outcome
+    await runner  # the poller notices the cancel too: still only one outcome
     assert engine.presenter.outcomes == [(job.id, JobState.CANCELLED, None)]
     assert engine.presenter.delivered == []
 
@@ -312,7 +352,7 @@ async def test_cancel_while_running_is_refused(engine: Engine) -> None:
     engine.fake.script(JobScript(queue_seconds=0.0, run_seconds=5.0))
     job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="busy"))
     await wait_state(engine.storage, job.id, JobState.RUNNING)
-    assert await engine.jobs.cancel(job.id, actor_id=USER, may_manage=False) == "running"
+    assert await cancel_as(engine, job.id, USER, GUILD, manage=False) == "running"
     assert (await engine.storage.jobs.get(job.id)).state == JobState.RUNNING  # type: ignore[union-attr]
     assert await used_today(engine.storage) == 1
 
@@ -322,17 +362,69 @@ async def test_cancel_is_only_for_the_requester_or_moderators(engine: Engine) ->
     job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="mine"))
     await wait_state(engine.storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
     with pytest.raises(NotAllowed):
-        await engine.jobs.cancel(job.id, actor_id=USER + 1, may_manage=False)
+        await cancel_as(engine, job.id, USER + 1, GUILD, manage=False)
     assert engine.fake.count("cancel") == 0
-    assert await engine.jobs.cancel(job.id, actor_id=USER + 1, may_manage=True) == "cancelled"
+    with pytest.raises(NotAllowed):  # a moderator of another server may not
+        await cancel_as(engine, job.id, USER + 1, GUILD + 1, manage=True)
+    assert await cancel_as(engine, job.id, USER + 1, GUILD, manage=True) == "cancelled"
 
 
-async def test_delivery_failure_fails_the_job_and_refunds(engine: Engine) -> None:
-    engine.presenter.fail_delivery = True
+async def test_a_delivery_failure_keeps_the_result_and_posts_it_later(engine: Engine) -> None:
+    engine.presenter.fail_delivery = 2
     job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="lost"))
-    failed = await wait_state(engine.storage, job.id, JobState.FAILED)
-    assert "could not be posted" in (failed.error or "")
-    assert await used_today(engine.storage) == 0
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    assert [d[0] for d in engine.presenter.delivered] == [job.id]
+    assert engine.presenter.outcomes == []  # never shown as failed
+    assert done.committed == 1 and await used_today(engine.storage) == 1
+
+
+async def test_a_result_discord_never_takes_stays_completed_for_the_next_start(
+    parts: tuple[FakeRunComfy, Storage, RunComfyClient],
+) -> None:
+    fake, storage, client = parts
+    first = engine_for(storage, client, fake)
+    first.presenter.fail_delivery = 100
+    job = await run_one(first, JobSpec(kind=JobKind.IMAGINE, prompt="stubborn"))
+    for _ in range(JobTiming().delivery_attempts):
+        assert await first.presenter.events.get() == f"delivery failed {job.id}"
+    await first.jobs.close()
+    kept = await wait_state(storage, job.id, JobState.COMPLETED)
+    assert kept.error is None and first.presenter.outcomes == []
+    assert await used_today(storage) == 1  # still reserved, not refunded
+    second = engine_for(storage, client, fake)
+    await second.jobs.resume()
+    await wait_state(storage, job.id, JobState.DELIVERED)
+    assert [d[0] for d in second.presenter.delivered] == [job.id]
+    await second.jobs.close()
+
+
+async def test_when_no_image_downloads_the_urls_are_delivered_as_links(engine: Engine) -> None:
+    engine.fake.inject("image", status=404, times=2)
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="gone", num_images=2))
+    done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
+    ((_, attached, missing),) = engine.presenter.delivered
+    assert attached == 0 and sorted(missing) == sorted(done.result_urls)
+
+
+async def test_a_job_past_its_deadline_is_cancelled_at_runcomfy_and_refunded(
+    parts: tuple[FakeRunComfy, Storage, RunComfyClient],
+) -> None:
+    fake, storage, client = parts
+    engine = engine_for(storage, client, fake, job_timeout=0.2)
+    fake.script(JobScript(queue_seconds=60.0))  # never leaves the queue in time
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="slow"))
+    failed = await wait_state(storage, job.id, JobState.FAILED)
+    assert fake.count("cancel") == 1
+    assert "cancelled there" in (failed.error or "")
+    assert await used_today(storage) == 0
+    assert engine.presenter.outcomes == [(job.id, JobState.FAILED, failed.error)]
+    await engine.jobs.close()
+
+
+async def test_transient_api_errors_while_following_do_not_fail_the_job(engine: Engine) -> None:
+    engine.fake.inject("status", status=503, times=4)
+    job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="bumpy"))
+    await wait_state(engine.storage, job.id, JobState.DELIVERED)
 
 
 async def test_an_image_that_cannot_be_downloaded_is_linked_not_dropped(engine: Engine) -> None:
@@ -415,10 +507,10 @@ async def test_resume_follows_a_submitted_job_and_delivers_it_once(
     parts: tuple[FakeRunComfy, Storage, RunComfyClient],
 ) -> None:
     fake, storage, client = parts
-    fake.script(JobScript(queue_seconds=0.3, run_seconds=0.05))
+    fake.script(JobScript(queue_seconds=FOREVER))
     first = engine_for(storage, client, fake)
     job = await run_one(first, JobSpec(kind=JobKind.IMAGINE, prompt="survive"))
-    await wait_state(storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
+    job = await wait_state(storage, job.id, JobState.SUBMITTED, JobState.QUEUED)
     await first.jobs.close()  # a clean stop: the job stays where it was
     kept = await storage.jobs.get(job.id)
     assert kept is not None and kept.state in (JobState.SUBMITTED, JobState.QUEUED)
@@ -427,9 +519,11 @@ async def test_resume_follows_a_submitted_job_and_delivers_it_once(
     second = engine_for(storage, client, fake)
     try:
         await second.jobs.resume()
+        runner = job_task(job.id)
+        finish_now(fake, job.request_id)
         await wait_state(storage, job.id, JobState.DELIVERED)
         assert await second.jobs.resume() == {}  # nothing left: never delivered twice
-        await asyncio.sleep(0.05)
+        await runner
         assert [d[0] for d in second.presenter.delivered] == [job.id]
         assert fake.count("submit") == 1
     finally:

@@ -77,6 +77,21 @@ async def test_wrong_channel_names_the_allowed_channels(storage, service) -> Non
     assert (await service.check(ctx(channel_id=12))).safety_tolerance == 4
 
 
+async def test_a_thread_is_allowed_by_itself_or_by_its_parent(storage, service) -> None:
+    thread, forum, other = 31, 11, 12
+    await storage.policy.update(GUILD, allowed_channel_ids=frozenset({forum}))
+    # a thread (or forum post) in an allowed channel or forum
+    await service.check(ctx(channel_id=thread, parent_channel_id=forum))
+    assert (await refusal(service, ctx(channel_id=thread, parent_channel_id=other))).rule == (
+        "channel"
+    )
+    # a thread allowed on its own, in a channel that is not
+    await storage.policy.update(GUILD, allowed_channel_ids=frozenset({thread}))
+    service.invalidate(GUILD)
+    await service.check(ctx(channel_id=thread, parent_channel_id=other))
+    assert (await refusal(service, ctx(channel_id=other))).rule == "channel"
+
+
 async def test_a_long_channel_list_is_shortened(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_channel_ids=frozenset(range(11, 19)))
     refused = await refusal(service, ctx())

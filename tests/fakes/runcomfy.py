@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
+import json
 import math
 import os
 import uuid
@@ -57,6 +59,7 @@ class JobScript:
     queue_position: int = 0  # position when submitted; counts down to 0 over queue_seconds
     image_bytes: int | None = None  # serve noisy PNGs (whatever format was asked) this large
     image_content_type: str | None = None  # serve images labelled with this type instead
+    image_chunked: bool = False  # serve images chunked, without a Content-Length
     state_names: Mapping[str, str] = field(default_factory=dict)  # {"completed": "succeeded"}
     result_too_early: bool = False  # /result before the end answers 400 with error_code 400005
 
@@ -72,8 +75,13 @@ class Fault:
     status: int | None = None  # answer with this HTTP status and body instead
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # wait this long before answering
+    delay: float = 0.0  # wait this long before answering (cut short when the fake closes)
     drop: bool = False  # handle the request, then close the connection without an answer
+
+    def __post_init__(self) -> None:
+        if self.drop and self.status is not None:
+            # A dropped request gets no answer at all, so an answer's status means nothing.
+            raise ValueError("a fault either answers with a status or drops, not both")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class RecordedRequest:
     json: Any
     headers: Mapping[str, str]
     at: float  # event loop time
+    text: str = ""  # the raw body (also when it is not valid JSON)
 
 
 @dataclass
@@ -227,6 +236,7 @@ class FakeRunComfy:
         self._port = port
         self._scripts: deque[JobScript] = deque()
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._closing = asyncio.Event()  # ends injected delays, so closing never waits on them
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._middleware])
         self.app.add_routes(
@@ -261,8 +271,9 @@ class FakeRunComfy:
         ``status``: answer with it (and ``body``, default an error message) instead of handling
         the request: so an injected error on submit creates no job. ``drop``: handle the
         request, then close the connection unanswered (a dropped submit did create its job).
-        ``delay``: answer that much later. ``status=200`` with an ``error_code`` body is the
-        API's "error with HTTP 200".
+        ``delay``: answer that much later (or when the fake closes, whichever is first), so a
+        long delay stands for "never answers". ``status=200`` with an ``error_code`` body is
+        the API's "error with HTTP 200". ``status`` with ``drop`` is refused (ValueError).
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}")
@@ -282,6 +293,7 @@ class FakeRunComfy:
         return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
+        self._closing.clear()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -289,6 +301,7 @@ class FakeRunComfy:
         self._port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -309,26 +322,41 @@ class FakeRunComfy:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         endpoint = _endpoint(request)
-        payload = None
-        if request.can_read_body:
+        raw = await request.read() if request.can_read_body else b""
+        payload, malformed = None, False
+        if raw:
             try:
-                payload = await request.json()
+                payload = json.loads(raw)
             except ValueError:
-                return _json(422, {"detail": [_problem((), "JSON decode error", "json_invalid")]})
+                malformed = True
         request[_JSON] = payload
+        # Every request is logged first, whatever happens to it next.
         self.requests.append(
             RecordedRequest(
-                request.method, request.path, endpoint, payload, dict(request.headers), self._now()
+                request.method,
+                request.path,
+                endpoint,
+                payload,
+                dict(request.headers),
+                self._now(),
+                raw.decode("utf-8", errors="replace"),
             )
         )
         faults = self._faults.get(endpoint)
         fault = faults.popleft() if faults else None
         if fault is not None and fault.delay:
-            await asyncio.sleep(fault.delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), fault.delay)
         if fault is not None and fault.status is not None:
             return _json(fault.status, fault.body, fault.headers)
-        response = self._unauthorized(request) if endpoint != "image" else None
-        response = response or await handler(request)
+        if malformed:
+            response: web.StreamResponse = _json(
+                422, {"detail": [_problem((), "JSON decode error", "json_invalid")]}
+            )
+        else:
+            response = (self._unauthorized(request) if endpoint != "image" else None) or (
+                await handler(request)
+            )
         if fault is not None and fault.drop:
             assert request.transport is not None
             request.transport.close()
@@ -422,7 +450,18 @@ class FakeRunComfy:
         if index not in job.images:
             job.images[index] = await asyncio.to_thread(_render_image, job, index)
         data, content_type = job.images[index]
-        return web.Response(body=data, content_type=job.script.image_content_type or content_type)
+        content_type = job.script.image_content_type or content_type
+        if not job.script.image_chunked:
+            return web.Response(body=data, content_type=content_type)
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        # A client enforcing a size cap hangs up part-way: that ends the transfer, nothing more.
+        with contextlib.suppress(ConnectionResetError):
+            for start in range(0, len(data), 16 * 1024):
+                await response.write(data[start : start + 16 * 1024])
+            await response.write_eof()
+        return response
 
 
 def _endpoint(request: web.Request) -> str:
