@@ -36,7 +36,9 @@ from cogs.inputs import (
 )
 from cogs.render import NO_MENTIONS, status_text
 from services.errors import NotAllowed, StudioBusy, StudioClosing
+from services.job_types import ensure_reusable
 from services.jobs import CancelResult, JobSpec, Progress
+from services.moderation import ensure_not_removed
 from storage.models import Job, JobKind, JobState
 
 log = logging.getLogger(__name__)
@@ -284,7 +286,7 @@ class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):
     async def run(self, interaction: discord.Interaction) -> None:
         async def spec() -> JobSpec:
             job = await studio(interaction).jobs.get(self.job_id)
-            check_age_restriction(job, interaction)
+            check_reusable(job, interaction)
             # Same request, a new seed, charged to whoever clicked.
             return JobSpec.from_job(job, seed=None)
 
@@ -299,7 +301,7 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
     async def run(self, interaction: discord.Interaction) -> None:
         # A modal must be the first answer: the lookup cannot be deferred, only bounded.
         job = await within_budget(interaction, studio(interaction).jobs.get(self.job_id))
-        check_age_restriction(job, interaction)
+        check_reusable(job, interaction)
         urls = _shown_images(interaction.message) or list(job.result_urls)
         if not urls:
             raise NotAllowed("edit", "This result has no images left to edit.")
@@ -322,6 +324,8 @@ class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
             raise NotAllowed(
                 "delete", "Only the member who asked (or a moderator) can delete this."
             )
+        if not _shows_job(interaction.message, job):
+            raise NotAllowed("delete", "This button does not belong to this message.")
         await interaction.response.defer()
         if interaction.message is not None:
             try:
@@ -330,6 +334,25 @@ class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
                 log.info("job %s: result already deleted", job.id)
                 return
         log.info("job %s: result deleted by user %s", job.id, interaction.user.id)
+
+
+def check_reusable(job: Job, interaction: discord.Interaction) -> None:
+    """Re-roll and Edit work from a posted result of this server, not a removed or
+    age-restricted one brought into a normal channel."""
+    ensure_reusable(job, actor_id=interaction.user.id, guild_id=interaction.guild_id)
+    ensure_not_removed(job)
+    check_age_restriction(job, interaction)
+
+
+def _shows_job(message: discord.Message | None, job: Job) -> bool:
+    """Delete removes only a message that shows this job: its status or result message, or a
+    /show copy (whose footer names the job), never whatever message a crafted click names."""
+    if message is None:
+        return False
+    if message.id in (job.status_message_id, job.result_message_id):
+        return True
+    footers = (e.footer.text or "" for e in message.embeds)
+    return any(text.startswith(f"job {job.id} ") for text in footers)
 
 
 def _shown_images(message: discord.Message | None) -> list[str]:

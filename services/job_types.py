@@ -24,7 +24,7 @@ from client.models import (
     GenerationRequest,
     TextToImageRequest,
 )
-from services.errors import InvalidInput
+from services.errors import InvalidInput, NotAllowed
 from services.policy import PolicyDecision, PolicyRefusal
 from storage.models import Job, JobKind, JobState
 
@@ -179,6 +179,16 @@ def may_act_on(job: Job, *, actor_id: int, guild_id: int | None, manages_message
     if actor_id == job.user_id:
         return True
     return manages_messages and job.guild_id is not None and guild_id == job.guild_id
+
+
+def ensure_reusable(job: Job, *, actor_id: int, guild_id: int | None) -> None:
+    """Re-roll, Edit: only a posted result, and only in its own server (a DM job: only by its
+    requester). Raises NotAllowed: a crafted button must not carry a job across servers, nor
+    re-run what a moderator rejected or is still reviewing."""
+    if job.guild_id != guild_id or (job.guild_id is None and actor_id != job.user_id):
+        raise NotAllowed("reuse", "That result belongs to another server.")
+    if job.state != JobState.DELIVERED:
+        raise NotAllowed("reuse", f"Job `{job.id}` has no posted result to work from.")
 
 
 # -- requests and params -----------------------------------------------------------------------
