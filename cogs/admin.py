@@ -418,7 +418,10 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
 
     @blocklist.command(name="add", description="Refuse prompts containing a word, phrase or regex")
     @app_commands.describe(
-        pattern="A word or phrase (matched despite case, look-alikes and spacing), or a regex",
+        pattern=(
+            "Word/phrase (also kills, killed, killing, killer);"
+            ' kill* = starts with; "kill" = exact; or a regex'
+        ),
         regex="Treat the pattern as a regular expression",
     )
     async def blocklist_add(

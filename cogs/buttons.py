@@ -326,13 +326,15 @@ class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
             )
         if not _shows_job(interaction.message, job):
             raise NotAllowed("delete", "This button does not belong to this message.")
-        await interaction.response.defer()
-        if interaction.message is not None:
-            try:
+        try:
+            await interaction.response.defer()
+            if interaction.message is not None:
                 await interaction.message.delete()
-            except discord.NotFound:  # a double click: the first one deleted it
-                log.info("job %s: result already deleted", job.id)
-                return
+        except discord.NotFound:
+            # A double click: the first one deleted the message (Discord then refuses the
+            # second click's acknowledgement or its delete as Unknown Message). Done either way.
+            log.info("job %s: result already deleted", job.id)
+            return
         log.info("job %s: result deleted by user %s", job.id, interaction.user.id)
 
 

@@ -87,7 +87,7 @@ def outcome_text(job: Job) -> str:
     if job.state == JobState.CANCELLED:
         head = f"🚫 **Cancelled.** {refund}"
     elif job.state == JobState.REJECTED:
-        head = f"🚫 **Not approved by a moderator.** {refund}"
+        head = f"🚫 **This request was not posted.** {refund}"
     else:
         reason = escaped(job.error or "Something went wrong.")
         head = f"❌ **Failed:** {reason} {refund}"

@@ -234,7 +234,8 @@ class JobService:
         return RequestContext(
             user_id=who.user_id,
             guild_id=who.guild_id,
-            channel_id=who.rules_channel_id or who.channel_id,
+            channel_id=who.channel_id,
+            parent_channel_id=who.rules_channel_id,
             role_ids=who.role_ids,
             is_moderator=who.is_moderator,
             age_restricted_channel=who.age_restricted_channel,

@@ -20,9 +20,10 @@ Decisions:
 - Approve delivers through the engine (the requester's status message while the interaction token
   lives, else a channel message mentioning them) and commits the credits. Reject moves the job to
   REJECTED, which refunds in the same transaction (a rejected result always gives the credits
-  back), edits the requester's status message to a neutral notice without images, and DMs them
-  when the guild's DMs setting is on. Only if neither reaches them is a short notice (no prompt)
-  posted in the channel, mentioning them.
+  back), and edits the requester's status message to a neutral notice (no prompt, no images,
+  no verdict). The verdict goes privately: an ephemeral followup on the requester's interaction
+  while its token lives, else a DM when the guild's DMs setting is on. Only if neither reaches
+  them is a short notice (no prompt) posted in the channel, mentioning them.
 - Remove deletes the public result message and clears ``result_message_id``: a DELIVERED job
   without a result message was removed by a moderator (``is_removed``), and /show, Re-roll and
   Edit refuse it (``ensure_not_removed``).

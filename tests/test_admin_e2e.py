@@ -9,16 +9,18 @@ RunComfy received.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import discord
 import pytest
+from discord import app_commands
 
+from cogs.admin import AdminCog
 from storage.models import JobState
 from tests.e2e_harness import StudioEnv, studio_env
-from tests.fakes.discord import SentInteraction
+from tests.fakes.discord import FakeChannel, SentInteraction
 from tests.fakes.runcomfy import JobScript
 
 NO_MENTIONS = {"parse": []}
@@ -135,6 +137,86 @@ async def test_non_admins_are_refused_even_if_discord_shows_them_the_command(
         assert sent.callback_data["content"] == "No cooldown between jobs."
 
 
+def _admin_commands() -> list[tuple[str, list[app_commands.Parameter]]]:
+    """Every /admin subcommand as the cog registers it: (name, its parameters)."""
+
+    def walk(items: Any, prefix: str) -> Iterator[tuple[str, list[app_commands.Parameter]]]:
+        for item in items:
+            if isinstance(item, app_commands.Group):
+                yield from walk(item.commands, f"{prefix}{item.name} ")
+            else:
+                yield f"{prefix}{item.name}", list(item.parameters)
+
+    return list(walk(AdminCog.__cog_app_commands__, ""))
+
+
+def _minimal_options(env: StudioEnv, parameters: list[app_commands.Parameter]) -> dict[str, Any]:
+    """Valid values for the required options (what a member would have to fill in)."""
+    guild = env.discord.guild
+    kinds = discord.AppCommandOptionType
+    values: dict[Any, Any] = {
+        kinds.channel: guild.text_channel,
+        kinds.role: guild.member_role,
+        kinds.user: guild.admin,
+        kinds.string: "30m",
+        kinds.boolean: True,
+    }
+    options: dict[str, Any] = {}
+    for p in parameters:
+        if not p.required:
+            continue
+        if p.type in (kinds.integer, kinds.number):
+            options[p.name] = int(p.min_value) if p.min_value is not None else 1
+        else:
+            options[p.name] = values[p.type]
+    return options
+
+
+ADMIN_COMMANDS = _admin_commands()
+
+
+def test_every_admin_subcommand_is_covered_below() -> None:
+    names = [name for name, _ in ADMIN_COMMANDS]
+    assert len(names) >= 29 and {"channels add", "quota grant", "pending", "stats"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("command", "parameters"), ADMIN_COMMANDS, ids=[name for name, _ in ADMIN_COMMANDS]
+)
+async def test_every_admin_subcommand_refuses_non_admins(
+    tmp_path: Path, command: str, parameters: list[app_commands.Parameter]
+) -> None:
+    async with running_studio(tmp_path) as env:
+        guild = env.discord.guild
+        assert env.storage is not None
+        await env.storage.policy.add_block(guild.id, "dragon", is_regex=False, added_by=None)
+
+        async def state() -> tuple[Any, ...]:
+            assert env.storage is not None
+            store = env.storage.policy
+            return (
+                await store.get(guild.id),
+                await store.blocklist(guild.id),
+                await store.bans(guild.id),
+                await env.storage.quota.ledger(guild.admin.id, guild.id),
+                [m for m in env.discord.messages.values() if not m.ephemeral],
+            )
+
+        before = await state()
+        moderator = discord.Permissions(manage_messages=True, send_messages=True).value
+        for who in ({}, {"member_permissions": moderator}):
+            sent = await env.discord.slash_command(
+                f"admin {command}",
+                _minimal_options(env, parameters),
+                user=guild.member,
+                **who,
+            )
+            await sent.wait_for_callback()
+            assert sent.ephemeral and sent.callback_data is not None
+            assert sent.callback_data["content"] == REFUSED
+        assert await state() == before
+
+
 # -- channels and roles -----------------------------------------------------------------------
 
 
@@ -153,6 +235,64 @@ async def test_channels_limit_where_the_studio_works(tmp_path: Path) -> None:
         assert said == f"<#{general.id}> is not in the allowed channels."
         await admin_says(env, "channels clear")
         await accepted(env, channel_id=general.id)
+
+
+async def test_forums_and_uncached_threads_can_be_allowed(tmp_path: Path) -> None:
+    from tests.test_moderation_e2e import FakeThread
+
+    async with studio_env(tmp_path) as env:
+        guild = env.discord.guild
+        forum = FakeChannel(env.discord.snowflake(), "art-forum", type=15, guild_id=guild.id)
+        guild.channels[forum.id] = forum
+        async with env.running():
+            # Threads made after the bot connected: not in its cache.
+            post = FakeThread(
+                env.discord.snowflake(), "my post", type=11, guild_id=guild.id, parent_id=forum.id
+            )
+            thread = FakeThread(
+                env.discord.snowflake(),
+                "side chat",
+                type=11,
+                guild_id=guild.id,
+                parent_id=guild.text_channel.id,
+            )
+            guild.channels[post.id] = post
+            guild.channels[thread.id] = thread
+            said = await admin_says(env, "channels add", {"channel": forum})
+            assert said == f"The studio now works in <#{forum.id}>."
+            said = await admin_says(env, "channels add", {"channel": thread})
+            assert "could not be used" not in said
+            assert said == f"The studio now works in <#{forum.id}>, <#{thread.id}>." or (
+                said == f"The studio now works in <#{thread.id}>, <#{forum.id}>."
+            )
+            # A post in the allowed forum may generate; the forum's parent channel rule applies.
+            await accepted(env, channel_id=post.id)
+            assert "only enabled in" in await refusal(env, channel_id=guild.text_channel.id)
+            said = await admin_says(env, "channels remove", {"channel": thread})
+            assert said == f"Removed <#{thread.id}>. The studio now works in <#{forum.id}>."
+            (command,) = [c for c in env.discord.commands(guild.id) if c["name"] == "admin"]
+            (channels,) = [o for o in command["options"] if o["name"] == "channels"]
+            (add,) = [o for o in channels["options"] if o["name"] == "add"]
+            types = set(add["options"][0]["channel_types"])
+            assert {0, 5, 11, 12, 15} <= types and 4 not in types  # no categories
+
+
+async def test_a_thread_allowed_on_its_own_works_in_a_channel_that_is_not(tmp_path: Path) -> None:
+    from tests.test_moderation_e2e import FakeThread
+
+    async with running_studio(tmp_path) as env:
+        guild = env.discord.guild
+        thread = FakeThread(
+            env.discord.snowflake(),
+            "side chat",
+            type=11,
+            guild_id=guild.id,
+            parent_id=guild.text_channel.id,
+        )
+        guild.channels[thread.id] = thread
+        await admin_says(env, "channels add", {"channel": thread})
+        assert "only enabled in" in await refusal(env, channel_id=guild.text_channel.id)
+        await accepted(env, channel_id=thread.id)
 
 
 async def test_roles_limit_who_may_use_the_studio(tmp_path: Path) -> None:
@@ -245,6 +385,20 @@ async def test_blocklist_add_list_remove(tmp_path: Path) -> None:
         await admin_says(env, "blocklist remove", {"entry": entry_id})
         await accepted(env, "a red dragon at dawn")
         assert await admin_says(env, "blocklist list") == "The blocklist is empty."
+
+
+async def test_blocklist_list_marks_entries_that_are_not_in_use(tmp_path: Path) -> None:
+    async with running_studio(tmp_path) as env:
+        assert env.storage is not None
+        guild_id = env.discord.guild.id
+        # An entry stored before validation tightened: the enforced list skips it.
+        bad = await env.storage.policy.add_block(guild_id, "(a+)+", is_regex=True, added_by=None)
+        await admin_says(env, "blocklist add", {"pattern": "dragon"})
+        listing = await admin_says(env, "blocklist list")
+        header, first, second = listing.splitlines()
+        assert header.startswith("**Blocklist** (2 entries): ⚠️ 1 not in use")
+        assert first.startswith(f"⚠️ #{bad.id} (regex) ") and "not in use:" in first
+        assert second.endswith("(text) dragon") and "⚠️" not in second
 
 
 async def test_a_long_blocklist_comes_as_a_file(tmp_path: Path) -> None:

@@ -224,8 +224,10 @@ async def test_a_pending_approval_survives_a_restart(tmp_path: Path) -> None:
             await turn_on(env, log_id)
             sent, job_id = await held(env, log_id, "across a restart")
             entry = entry_of(env, log_id, job_id)
+        mark = env.discord.mark()
         async with env.running() as bot:
-            await asyncio.sleep(0.1)
+            # start-up checks the held job's entry (a fetch), and finds it: wait for that check
+            await env.discord.wait_for(f"GET /channels/{log_id}/messages/{entry.id}", after=mark)
             await bot.moderation.wait_idle()
             # resumed, not delivered, and no second entry
             assert (await env.job(job_id)).state == JobState.AWAITING_APPROVAL

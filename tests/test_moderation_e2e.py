@@ -69,11 +69,17 @@ async def used(env: StudioEnv, user_id: int) -> int:
 async def refused_click(env: StudioEnv, message: StoredMessage, label: str, **who: Any) -> str:
     """A click that must be refused ephemerally; returns the refusal."""
     before = (message.content, list(message.embeds), message.components)
+    mark = env.discord.mark()
     click = await env.click(message, label, **who)
     await click.wait_for_callback()
     assert click.ephemeral, click.callback_data
     assert click.callback_data is not None
-    await asyncio.sleep(0.05)  # nothing else follows
+    # The refusal is the handler's last step (the permission check comes before any work), so
+    # once it is answered the click has done all it will: its answer was the only request.
+    about = [
+        r for r in env.discord.requests[mark:] if click.token in r.path or str(message.id) in r.path
+    ]
+    assert [r.method for r in about] == ["POST"] and "/callback" in about[0].path
     assert (message.content, message.embeds, message.components) == before
     return str(click.callback_data["content"])
 
@@ -376,6 +382,18 @@ def _text_inputs(modal: dict[str, Any]) -> list[dict[str, Any]]:
 # -- edit inputs and age-restricted channels ----------------------------------------------------
 
 
+async def bot_sees_nsfw(env: StudioEnv, channel_id: int, nsfw: bool) -> None:
+    """Wait until the bot's cache has processed a CHANNEL_UPDATE (its state, so polled)."""
+    assert env.bot is not None
+    bot = env.bot
+
+    def seen() -> bool:
+        channel = bot.get_channel(channel_id)
+        return channel is not None and getattr(channel, "nsfw", None) is nsfw
+
+    await env.discord.wait_until(seen, poll=0.01, describe=f"channel {channel_id} nsfw={nsfw}")
+
+
 async def test_age_restricted_results_stay_in_age_restricted_channels(tmp_path: Path) -> None:
     async with studio_env(tmp_path) as env, env.running():
         guild = env.discord.guild
@@ -392,7 +410,7 @@ async def test_age_restricted_results_stay_in_age_restricted_channels(tmp_path: 
         # The channel stops being age-restricted: its old results can't be reused there.
         nsfw.nsfw = False
         await env.discord.dispatch("CHANNEL_UPDATE", nsfw.payload())
-        await asyncio.sleep(0.05)
+        await bot_sees_nsfw(env, nsfw.id, False)
         submits = env.runcomfy.count("submit")
         for label in ("Re-roll", "Edit"):
             click = await env.click(result, label)
@@ -405,7 +423,7 @@ async def test_age_restricted_results_stay_in_age_restricted_channels(tmp_path: 
 
         nsfw.nsfw = True
         await env.discord.dispatch("CHANNEL_UPDATE", nsfw.payload())
-        await asyncio.sleep(0.05)
+        await bot_sees_nsfw(env, nsfw.id, True)
         click = await env.click(result, "Re-roll")
         rerolled = await env.acknowledged(click)
         assert not click.ephemeral and env.job_id_of(rerolled) != job_id

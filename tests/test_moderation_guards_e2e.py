@@ -140,3 +140,25 @@ async def test_a_button_copied_onto_another_message_does_nothing(tmp_path: Path)
         click = await env.click(entry, "Approve", user=guild.admin)
         await click.wait_for_callback()
         await env.wait_state(held, JobState.DELIVERED)
+
+
+async def test_a_removed_result_cannot_be_rerolled_or_edited(tmp_path: Path) -> None:
+    async with two_guilds(tmp_path) as (env, _log, _):
+        guild = env.discord.guild
+        job_id = await job_of(env, "removed later", JobState.DELIVERED)
+        entry = env.discord.message((await env.job(job_id)).log_message_id or 0)
+        click = await env.click(entry, "Remove", user=guild.admin)
+        await click.wait_for_callback()
+        await env.discord.wait_until(
+            lambda: "Remove" in {b["label"] for b in entry.buttons() if b.get("disabled")}
+        )
+        # The result message is gone; its buttons, copied elsewhere, must not bring it back.
+        note = await env.discord.post_user_message(guild.text_channel, guild.member, "again?")
+        submits = env.runcomfy.count("submit")
+        for action, label in (("reroll", "Re-roll"), ("edit", "Edit")):
+            custom_id = f"studio:{action}:{job_id}"
+            button = {"type": 2, "style": 2, "label": label, "custom_id": custom_id}
+            note.components[:] = [{"type": 1, "components": [button]}]
+            said = await refused(env, note, custom_id, guild.member)
+            assert said == "A moderator removed this result, so it can't be used again.", action
+        assert env.runcomfy.count("submit") == submits
