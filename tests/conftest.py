@@ -40,5 +40,5 @@ def runcomfy_client(
         runcomfy_settings,
         retry=FAST_RETRY,
         polling=FAST_POLLING,
-        request_timeout=2.0,
+        request_timeout=10.0,
     )

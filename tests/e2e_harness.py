@@ -65,7 +65,7 @@ class StudioEnv:
                 self.settings.client,
                 retry=FAST_RETRY,
                 polling=polling,
-                request_timeout=5.0,
+                request_timeout=15.0,
             )
             bot = create_bot(
                 self.settings,
@@ -135,7 +135,7 @@ class StudioEnv:
         self,
         channel_id: int,
         check: Callable[[StoredMessage], bool] = lambda m: True,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> StoredMessage:
         """A moderators' log entry (a message with an embed) in ``channel_id``."""
         return await self.discord.wait_for_message(
@@ -169,7 +169,7 @@ class StudioEnv:
         self,
         job_id: str,
         *states: JobState,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> Job:
         assert self.storage is not None, "the bot is not running"
         return await wait_job_state(self.storage, job_id, *states, timeout=timeout)
@@ -178,7 +178,7 @@ class StudioEnv:
         self,
         message_id: int,
         check: Callable[[StoredMessage], bool],
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> StoredMessage:
         return await self.discord.wait_until(
             lambda: m if (m := self.discord.messages.get(message_id)) and check(m) else None,
@@ -203,7 +203,7 @@ def harness_settings(
     guild_id: int,
     daily_credits: int = 20,
     status_interval: float = 0.0,
-    job_timeout: float = 10.0,
+    job_timeout: float = 30.0,
 ) -> BotSettings:
     return BotSettings(
         discord_token="fake-bot-token",

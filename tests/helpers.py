@@ -24,7 +24,7 @@ async def wait_job_state(
     storage: Storage,
     job_id: str,
     *states: JobState,
-    timeout: float = 5.0,  # noqa: ASYNC109
+    timeout: float = 15.0,  # noqa: ASYNC109
 ) -> Job:
     """Poll the database until the job is in one of ``states``."""
     loop = asyncio.get_running_loop()

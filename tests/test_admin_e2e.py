@@ -22,6 +22,7 @@ from storage.models import JobState
 from tests.e2e_harness import StudioEnv, studio_env
 from tests.fakes.discord import FakeChannel, SentInteraction
 from tests.fakes.runcomfy import JobScript
+from tests.helpers import FOREVER
 
 NO_MENTIONS = {"parse": []}
 REFUSED = "Only members with **Manage Server** can use `/admin`."
@@ -452,7 +453,7 @@ async def test_cooldown_between_a_members_jobs(tmp_path: Path) -> None:
 
 async def test_max_jobs_in_flight(tmp_path: Path) -> None:
     async with running_studio(tmp_path) as env:
-        env.runcomfy.script(JobScript(queue_seconds=5.0), JobScript(queue_seconds=5.0))
+        env.runcomfy.script(JobScript(queue_seconds=FOREVER), JobScript(queue_seconds=FOREVER))
         said = await admin_says(env, "max-in-flight", {"jobs": 1})
         assert said == "Members may now have 1 job in progress at once."
         await accepted(env)

@@ -281,6 +281,8 @@ async def test_an_unusable_log_channel_keeps_the_job_held_until_it_works(tmp_pat
             job_id = env.job_id_of(status)
             await env.wait_state(job_id, JobState.AWAITING_APPROVAL)
             await env.wait_message(status.id, lambda m: "Waiting for a moderator" in m.content)
+            # The entry is tried after the member was told: wait for Discord's refusal.
+            await env.discord.wait_for(f"POST /channels/{locked.id}/messages", status=403)
             await bot.moderation.wait_idle()
             job = await env.job(job_id)
             assert job.log_message_id is None and general_results(env) == []

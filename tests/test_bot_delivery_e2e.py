@@ -13,6 +13,7 @@ from storage.models import JobState
 from tests.e2e_harness import labels, studio_env
 from tests.fakes.discord_recording import Recorded
 from tests.fakes.runcomfy import JobScript
+from tests.helpers import FOREVER, finish_now
 
 
 def with_files(method: str, path_start: str) -> Callable[[Recorded], bool]:
@@ -57,12 +58,13 @@ async def test_a_webhook_error_falls_back_to_a_channel_message(tmp_path: Path) -
 
 async def test_an_invalid_webhook_token_50027_falls_back_to_the_channel(tmp_path: Path) -> None:
     async with studio_env(tmp_path) as env, env.running():
-        env.runcomfy.script(JobScript(queue_seconds=0.2))
+        env.runcomfy.script(JobScript(queue_seconds=FOREVER))  # done only once the token is bad
         sent = await env.imagine("token refused")
         status = await env.acknowledged(sent)
         job_id = env.job_id_of(status)
-        await env.wait_state(job_id, JobState.QUEUED, JobState.SUBMITTED)
+        queued = await env.wait_state(job_id, JobState.QUEUED, JobState.SUBMITTED)
         env.discord.expire_interaction(sent, code=50027)
+        finish_now(env.runcomfy, queued.request_id)
         job = await env.wait_state(job_id, JobState.DELIVERED)
         result = env.discord.message(job.result_message_id)  # type: ignore[arg-type]
         assert result.origin == "channel" and len(result.attachments) == 1

@@ -269,7 +269,7 @@ async def test_policy_refusals_are_ephemeral(tmp_path: Path) -> None:
 
 async def test_cancel_while_queued_calls_the_api_and_refunds(tmp_path: Path) -> None:
     async with studio_env(tmp_path) as env, env.running():
-        env.runcomfy.script(JobScript(queue_seconds=5.0, queue_position=3))
+        env.runcomfy.script(JobScript(queue_seconds=FOREVER, queue_position=3))
         member = env.discord.guild.member
         status, job_id = await start_imagine(env, "slow one", count=2)
         await env.wait_state(job_id, JobState.QUEUED, JobState.SUBMITTED)
@@ -301,7 +301,7 @@ async def test_cancel_while_running_is_refused_politely(tmp_path: Path) -> None:
 
 async def test_cancel_by_another_member_is_refused(tmp_path: Path) -> None:
     async with studio_env(tmp_path) as env, env.running():
-        env.runcomfy.script(JobScript(queue_seconds=5.0))
+        env.runcomfy.script(JobScript(queue_seconds=FOREVER))
         guild = env.discord.guild
         stranger = env.discord.add_member(guild, "stranger", roles=[guild.member_role])
         status, job_id = await start_imagine(env, "mine")
@@ -444,7 +444,7 @@ async def test_a_restart_mid_job_delivers_exactly_once_and_old_buttons_work(
 
 async def test_quota_shows_credits_reset_time_and_jobs_in_flight(tmp_path: Path) -> None:
     async with studio_env(tmp_path, daily_credits=10) as env, env.running():
-        env.runcomfy.script(JobScript(queue_seconds=5.0))
+        env.runcomfy.script(JobScript(queue_seconds=FOREVER))
         await start_imagine(env, "pending", count=3)
         sent = await env.discord.slash_command("quota")
         await sent.wait_for_callback()

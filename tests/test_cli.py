@@ -21,6 +21,7 @@ from client import RunComfyClient
 from client.cli import EXIT_BROKEN_PIPE, describe, main
 from client.models import JobState, JobStatus, TextToImageRequest
 from tests.fakes.runcomfy import EDIT_MODEL, FakeRunComfy, JobScript
+from tests.helpers import FOREVER
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +101,8 @@ async def test_imagine_saves_the_images_and_prints_their_paths(
     for line in run.stdout:
         path = tmp_path / line
         assert path.parent == tmp_path / "out" and path.suffix == ".png"
-        assert Image.open(path).format == "PNG"
+        with Image.open(path) as image:  # closed: no ResourceWarning
+            assert image.format == "PNG"
     assert any("submitted request" in line for line in run.stderr)
     assert "completed" in run.stderr[-1]
     (job,) = fake_runcomfy.jobs.values()
@@ -128,7 +130,8 @@ async def test_edit_sends_every_image_and_keeps_the_format(
     assert run.code == 0, run.stderr
     assert run.stderr == []  # --quiet
     (line,) = run.stdout
-    assert Image.open(line).format == "WEBP" and line.endswith(".webp")
+    with Image.open(line) as image:
+        assert image.format == "WEBP" and line.endswith(".webp")
     (job,) = fake_runcomfy.jobs.values()
     assert job.model == EDIT_MODEL
     assert job.payload["image_urls"] == ["https://cdn.example/a.png", "https://cdn.example/b.png"]
@@ -217,9 +220,9 @@ async def test_status_and_cancel(
     tmp_path: Path,
 ) -> None:
     fake_runcomfy.script(
-        JobScript(queue_seconds=60, queue_position=3),
-        JobScript(queue_seconds=60),
-        JobScript(queue_seconds=0, run_seconds=60),
+        JobScript(queue_seconds=FOREVER, queue_position=3),  # at 3 however slow the CLI starts
+        JobScript(queue_seconds=FOREVER),
+        JobScript(queue_seconds=0, run_seconds=FOREVER),
         JobScript(queue_seconds=0, run_seconds=0),
     )
     queued, to_cancel, running, done = [

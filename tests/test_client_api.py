@@ -40,10 +40,12 @@ from client.models import (
 )
 from tests.conftest import FAST_POLLING, FAST_RETRY
 from tests.fakes.runcomfy import EDIT_MODEL, TEXT_TO_IMAGE_MODEL, FakeRunComfy, JobScript
+from tests.helpers import FOREVER, finish_now
 
 CAT = TextToImageRequest("a cat in a hat")
-LONG_QUEUE = JobScript(queue_seconds=30, run_seconds=1, queue_position=4)
-LONG_RUN = JobScript(queue_seconds=0, run_seconds=30)
+# Queued (at 4) or running for longer than any test runs, however slow the machine.
+LONG_QUEUE = JobScript(queue_seconds=FOREVER, run_seconds=1, queue_position=4)
+LONG_RUN = JobScript(queue_seconds=0, run_seconds=FOREVER)
 
 
 async def wait_until(predicate: Any, what: str) -> None:
@@ -79,26 +81,34 @@ def client_for(session: aiohttp.ClientSession, fake: FakeRunComfy, **kwargs: Any
 async def test_text_to_image_from_submit_to_images(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
-    fake_runcomfy.script(JobScript(queue_seconds=0.05, run_seconds=0.05, queue_position=2))
+    # The fake moves on only once the client reported the current state, so no state can be
+    # missed on a slow machine: queued at 2, 1, 0, then running, then done.
+    fake_runcomfy.script(JobScript(queue_seconds=FOREVER, run_seconds=FOREVER, queue_position=2))
     options = GenerationOptions(num_images=3, seed=7, aspect_ratio="16:9", output_format="jpeg")
     handle = await runcomfy_client.submit(TextToImageRequest("a lighthouse", options))
     seen: list[JobStatus] = []
 
     async def on_status(status: JobStatus) -> None:
         seen.append(status)
+        fake_job = fake_runcomfy.jobs[handle.request_id]
+        if status.state is JobState.QUEUED and status.queue_position:
+            fake_job.script = replace(fake_job.script, queue_position=status.queue_position - 1)
+        elif status.state is JobState.QUEUED:
+            fake_job.script = replace(fake_job.script, queue_seconds=0.0)
+        elif status.state is JobState.RUNNING:
+            finish_now(fake_runcomfy, handle.request_id)
 
-    urls = await handle.wait(timeout=5, on_status=on_status)
+    urls = await handle.wait(timeout=30, on_status=on_status)
 
     job = fake_runcomfy.jobs[handle.request_id]
     assert job.model == TEXT_TO_IMAGE_MODEL
     assert job.payload == {"prompt": "a lighthouse", **options.to_payload()}
     assert len(urls) == 3
+    # each change reported once (the client may poll a state many times), counting down
     states = [s.state for s in seen]
-    assert states[0] is JobState.QUEUED
-    assert states[-2:] == [JobState.RUNNING, JobState.COMPLETED]
+    assert states == [JobState.QUEUED] * 3 + [JobState.RUNNING, JobState.COMPLETED]
     positions = [s.queue_position for s in seen if s.state is JobState.QUEUED]
-    assert positions == sorted(positions, reverse=True)  # each change reported once, counting down
-    assert len(seen) == len({(s.state, s.queue_position) for s in seen})
+    assert positions == [2, 1, 0]
     for url in urls:
         image = await runcomfy_client.download(url)
         assert image.content_type == "image/jpeg"
@@ -113,7 +123,7 @@ async def test_edit_sends_its_images_to_the_edit_model(
 ) -> None:
     sources = ("https://cdn.example/a.png", "https://cdn.example/b.webp")
     handle = await runcomfy_client.submit(EditRequest("make it night", sources))
-    (url,) = await handle.wait(timeout=5)
+    (url,) = await handle.wait(timeout=30)
     job = fake_runcomfy.jobs[handle.request_id]
     assert job.model == EDIT_MODEL
     assert job.payload["image_urls"] == list(sources)
@@ -167,14 +177,18 @@ async def test_result_of_each_kind_of_job(
 async def test_a_too_early_result_answered_with_400005(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
-    fake_runcomfy.script(JobScript(queue_seconds=0, run_seconds=0.05, result_too_early=True))
+    fake_runcomfy.script(JobScript(queue_seconds=0, run_seconds=FOREVER, result_too_early=True))
     handle = await runcomfy_client.submit(CAT)
     with pytest.raises(JobNotFinishedError) as caught:
         await handle.result()
     assert caught.value.job_status is None
     assert caught.value.error_code == 400005
     # wait() takes it as "not finished" and carries on
-    assert len(await handle.wait(timeout=5)) == 1
+    waiting = asyncio.create_task(handle.wait(timeout=30))
+    await wait_until(lambda: fake_runcomfy.count("result") >= 2, "wait() to ask for the result")
+    assert not waiting.done()
+    finish_now(fake_runcomfy, handle.request_id)
+    assert len(await waiting) == 1
 
 
 async def test_alternative_state_spellings(
@@ -186,7 +200,7 @@ async def test_alternative_state_spellings(
         JobScript(queue_seconds=30, state_names=spellings),
     )
     done = await runcomfy_client.submit(CAT)
-    assert len(await done.wait(timeout=5)) == 1
+    assert len(await done.wait(timeout=30)) == 1
     queued = await runcomfy_client.submit(CAT)
     assert await queued.cancel() is CancelOutcome.CANCELLED
     assert (await queued.status()).state is JobState.CANCELLED
@@ -198,7 +212,7 @@ async def test_an_unknown_state_is_a_typed_error_with_the_body(
     fake_runcomfy.script(JobScript(queue_seconds=30, state_names={"in_queue": "warming_up"}))
     handle = await runcomfy_client.submit(CAT)
     with pytest.raises(UnexpectedResponseError) as caught:
-        await handle.wait(timeout=5)
+        await handle.wait(timeout=30)
     assert caught.value.body["status"] == "warming_up"
 
 
@@ -209,7 +223,7 @@ async def test_a_handle_rebuilt_from_a_stored_request_id(
     request_id = (await runcomfy_client.submit(CAT)).request_id
     rebuilt = runcomfy_client.job(request_id)  # e.g. after a restart
     assert rebuilt.request_id == request_id
-    assert len(await rebuilt.wait(timeout=5)) == 1
+    assert len(await rebuilt.wait(timeout=30)) == 1
     assert (await rebuilt.status()).state is JobState.COMPLETED
 
 
@@ -222,7 +236,7 @@ async def test_a_failed_job_raises_with_the_api_message(
     fake_runcomfy.script(JobScript(outcome="fail", error="prompt was flagged"))
     handle = await runcomfy_client.submit(CAT)
     with pytest.raises(JobFailedError) as caught:
-        await handle.wait(timeout=5)
+        await handle.wait(timeout=30)
     assert str(caught.value) == "the job failed: prompt was flagged"
     assert caught.value.request_id == handle.request_id
 
@@ -233,7 +247,7 @@ async def test_an_error_body_with_http_200_while_polling(
     fake_runcomfy.script(JobScript(outcome="error_body", error_code=404001, error="expired"))
     handle = await runcomfy_client.submit(CAT)
     with pytest.raises(NotFoundError) as caught:
-        await handle.wait(timeout=5)
+        await handle.wait(timeout=30)
     assert caught.value.status == 200
     assert caught.value.error_code == 404001
 
@@ -243,7 +257,7 @@ async def test_cancel_a_queued_job(
 ) -> None:
     fake_runcomfy.script(LONG_QUEUE)
     handle = await runcomfy_client.submit(CAT)
-    waiting = asyncio.create_task(handle.wait(timeout=5))
+    waiting = asyncio.create_task(handle.wait(timeout=30))
     assert await handle.cancel() is CancelOutcome.CANCELLED
     with pytest.raises(JobCancelledError):
         await waiting
@@ -427,7 +441,7 @@ async def test_an_unknown_request_id_is_not_found(runcomfy_client: RunComfyClien
         await handle.status()
     assert caught.value.error_code == 404001
     with pytest.raises(NotFoundError):
-        await handle.wait(timeout=5)
+        await handle.wait(timeout=30)
 
 
 # -- retries ----------------------------------------------------------------------------------
@@ -616,7 +630,7 @@ async def test_downloads_are_real_images_fetched_without_the_token(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy, fmt: str, pil_format: str
 ) -> None:
     request = TextToImageRequest("x", GenerationOptions(num_images=2, output_format=fmt))
-    urls = await (await runcomfy_client.submit(request)).wait(timeout=5)
+    urls = await (await runcomfy_client.submit(request)).wait(timeout=30)
     images = [await runcomfy_client.download(url) for url in urls]
     assert [Image.open(io.BytesIO(i.data)).format for i in images] == [pil_format] * 2
     downloads = [r for r in fake_runcomfy.requests if r.endpoint == "image"]
@@ -628,7 +642,7 @@ async def test_an_oversized_image_is_refused(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
     fake_runcomfy.script(JobScript(image_bytes=300_000))
-    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=30)
     with pytest.raises(DownloadError, match="too large"):
         await runcomfy_client.download(url, max_bytes=100_000)
     assert len((await runcomfy_client.download(url, max_bytes=400_000)).data) >= 300_000
@@ -638,7 +652,7 @@ async def test_a_non_image_is_refused(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
     fake_runcomfy.script(JobScript(image_content_type="text/html"))
-    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=30)
     with pytest.raises(DownloadError, match="not an image"):
         await runcomfy_client.download(url)
 
@@ -646,7 +660,7 @@ async def test_a_non_image_is_refused(
 async def test_downloads_are_retried_on_transient_failures_only(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
-    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=30)
     fake_runcomfy.inject("image", status=503)
     assert (await runcomfy_client.download(url)).content_type == "image/png"
     assert fake_runcomfy.count("image") == 2
@@ -660,7 +674,7 @@ async def test_the_size_cap_holds_without_a_content_length(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy
 ) -> None:
     fake_runcomfy.script(JobScript(image_bytes=300_000, image_chunked=True))
-    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=30)
     with pytest.raises(DownloadError, match=r"too large \(over the 0\.1 MiB limit\)"):
         await runcomfy_client.download(url, max_bytes=100_000)
     assert len((await runcomfy_client.download(url, max_bytes=400_000)).data) >= 300_000
@@ -670,7 +684,7 @@ async def test_the_size_cap_holds_without_a_content_length(
 async def test_downloads_retry_what_api_calls_retry(
     runcomfy_client: RunComfyClient, fake_runcomfy: FakeRunComfy, status: int
 ) -> None:
-    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=5)
+    (url,) = await (await runcomfy_client.submit(CAT)).wait(timeout=30)
     fake_runcomfy.inject("image", status=status, headers={"Retry-After": "0"})
     assert (await runcomfy_client.download(url)).content_type == "image/png"
     assert fake_runcomfy.count("image") == 2

@@ -148,15 +148,18 @@ async def test_without_a_configured_token_any_bearer_token_is_accepted(
 async def test_a_job_walks_its_timeline_and_counts_its_queue_position_down(
     http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
 ) -> None:
-    fake_runcomfy.script(JobScript(queue_seconds=0.3, run_seconds=0.1, queue_position=2))
+    # 100 s per queue position, 100 s running. The fake's clock is the event loop's, so moving
+    # the job's creation back is time passing: each look lands mid-step (50 s either side), and
+    # a slow machine cannot skip a step.
+    fake_runcomfy.script(JobScript(queue_seconds=300, run_seconds=100, queue_position=2))
     _, body = await submit(http_session, fake_runcomfy, {"prompt": "p", "num_images": 2})
+    job = fake_runcomfy.jobs[body["request_id"]]
+    created_at = job.created_at
     seen: list[tuple[str, int | None]] = []
-    while not seen or seen[-1][0] != "completed":
+    for elapsed in (50, 150, 250, 350, 450):
+        job.created_at = created_at - elapsed
         _, status = await call(http_session, "GET", body["status_url"])
-        state = (status["status"], status.get("queue_position"))
-        if not seen or seen[-1] != state:
-            seen.append(state)
-        await asyncio.sleep(0.01)
+        seen.append((status["status"], status.get("queue_position")))
     assert seen == [
         ("in_queue", 2),
         ("in_queue", 1),
@@ -173,7 +176,7 @@ async def test_result_before_the_end_gives_the_state_or_400005(
     http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
 ) -> None:
     fake_runcomfy.script(
-        JobScript(queue_seconds=5), JobScript(queue_seconds=5, result_too_early=True)
+        JobScript(queue_seconds=600), JobScript(queue_seconds=600, result_too_early=True)
     )
     _, first = await submit(http_session, fake_runcomfy, {"prompt": "p"})
     _, second = await submit(http_session, fake_runcomfy, {"prompt": "p"})
@@ -188,7 +191,7 @@ async def test_result_before_the_end_gives_the_state_or_400005(
 async def test_cancel_only_while_queued(
     http_session: aiohttp.ClientSession, fake_runcomfy: FakeRunComfy
 ) -> None:
-    fake_runcomfy.script(JobScript(queue_seconds=5), JobScript(queue_seconds=0, run_seconds=5))
+    fake_runcomfy.script(JobScript(queue_seconds=600), JobScript(queue_seconds=0, run_seconds=600))
     _, queued = await submit(http_session, fake_runcomfy, {"prompt": "p"})
     _, running = await submit(http_session, fake_runcomfy, {"prompt": "p"})
     _, cancelled = await call(http_session, "POST", queued["cancel_url"])

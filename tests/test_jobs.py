@@ -97,7 +97,7 @@ def engine_for(
     fake: FakeRunComfy,
     *,
     interval: float = 0.0,
-    job_timeout: float = 5.0,
+    job_timeout: float = 30.0,
 ) -> Engine:
     policy = PolicyService(storage)
     jobs = JobService(
@@ -141,12 +141,14 @@ async def engine(parts: tuple[FakeRunComfy, Storage, RunComfyClient]) -> AsyncIt
 wait_state = wait_job_state
 
 
-async def until(check: Callable[[], object]) -> None:
-    for _ in range(2000):
-        if check():
-            return
+async def until(check: Callable[[], object], timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    """Until ``check()`` holds; the deadline (loop time) only stops a broken test from hanging."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition never held")
         await asyncio.sleep(0.002)
-    raise AssertionError("condition never held")
 
 
 async def used_today(storage: Storage) -> int:
@@ -456,12 +458,16 @@ async def test_status_edits_are_throttled_but_the_end_always_shows(
 
 
 async def test_status_updates_report_the_queue_and_store_the_message_id(engine: Engine) -> None:
-    engine.fake.script(JobScript(queue_seconds=0.1, run_seconds=0.05, queue_position=2))
+    # The fake moves on only once the member was shown the current step, so none is missed.
+    engine.fake.script(JobScript(queue_seconds=FOREVER, run_seconds=FOREVER, queue_position=2))
     job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="watch"))
+    shown = engine.presenter.progress
+    await until(lambda: any(p.state is JobState.QUEUED and p.queue_position for _, p in shown))
+    (fake_job,) = engine.fake.jobs.values()
+    fake_job.script = replace(fake_job.script, queue_seconds=0.0)  # it starts running
+    await until(lambda: any(p.state is JobState.RUNNING for _, p in shown))
+    finish_now(engine.fake, fake_job.request_id)
     done = await wait_state(engine.storage, job.id, JobState.DELIVERED)
-    shown = [p.state for _, p in engine.presenter.progress]
-    assert JobState.QUEUED in shown and JobState.RUNNING in shown
-    assert any(p.queue_position for _, p in engine.presenter.progress)
     assert done.status_message_id == 424242
 
 
@@ -569,12 +575,15 @@ async def test_a_burst_of_requests_defers_background_work_but_not_forever(
     try:
         first = await jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="one"), WHO)
         second = await jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="two"), WHO)
+        started = asyncio.get_running_loop().time()
         jobs.start(first.job)
         jobs.start(second.job)
-        await asyncio.sleep(0.05)
-        assert fake.count("submit") == 0  # acknowledging the burst comes first
         for reservation in (first, second):
             await wait_state(storage, reservation.job.id, JobState.DELIVERED)
-        assert fake.count("submit") == 2
+        submits = [r for r in fake.requests if r.endpoint == "submit"]
+        assert len(submits) == 2
+        # Acknowledging the burst came first: neither job was submitted before its wait (0.3 s
+        # on the loop's clock, the fake's too) ran out. A slow machine only makes it later.
+        assert all(r.at >= started + 0.29 for r in submits), [r.at - started for r in submits]
     finally:
         await jobs.close()

@@ -21,6 +21,7 @@ from storage.models import JobState, LedgerKind
 from tests.e2e_harness import StudioEnv, button_id, labels, studio_env
 from tests.fakes.discord import FakeChannel, Overwrite, StoredMessage
 from tests.fakes.runcomfy import JobScript
+from tests.helpers import FOREVER
 
 NO_PINGS = {"users": set(), "roles": set(), "everyone": False}
 NO_MENTIONS = {"parse": []}
@@ -125,7 +126,9 @@ async def test_a_delivered_job_is_logged_with_its_details_and_pings_nobody(tmp_p
 
 async def test_failed_and_cancelled_jobs_are_logged(tmp_path: Path) -> None:
     async with logged_studio(tmp_path) as (env, log_id):
-        env.runcomfy.script(JobScript(outcome="fail", error="nope"), JobScript(queue_seconds=5.0))
+        env.runcomfy.script(
+            JobScript(outcome="fail", error="nope"), JobScript(queue_seconds=FOREVER)
+        )
         _, failed_id = await imagine(env, "doomed")
         await env.wait_state(failed_id, JobState.FAILED)
         entry = await env.log_entry(log_id, lambda m: "Failed" in m.embeds[0]["title"])
@@ -217,6 +220,9 @@ async def test_an_unusable_log_channel_never_breaks_delivery(
         async with env.running() as bot:
             await env.admin("log-channel", {"channel": hidden})
             result, job_id = await delivered(env, "still delivered")
+            # The entry is attempted once the job ended (after DELIVERED is stored): wait for
+            # Discord's refusal; the entry's task then runs until it logged the problem.
+            await env.discord.wait_for(f"POST /channels/{hidden.id}/messages", status=403)
             await bot.moderation.wait_idle()
             assert result.attachments
             job = await env.job(job_id)

@@ -53,8 +53,12 @@ async def job_of(env: StudioEnv, prompt: str, state: JobState) -> str:
     status = await env.acknowledged(sent)
     job_id = env.job_id_of(status)
     await env.wait_state(job_id, state)
-    assert env.bot is not None
-    await env.bot.moderation.wait_idle()  # its log entry is posted and stored
+    assert env.bot is not None and env.storage is not None
+    # The entry is posted after the state is stored: wait for it, then for its id to be stored.
+    log_id = (await env.storage.policy.get(env.discord.guild.id)).log_channel_id
+    assert log_id is not None
+    await env.log_entry(log_id, lambda m: job_id in str(m.embeds))
+    await env.bot.moderation.wait_idle()
     return job_id
 
 

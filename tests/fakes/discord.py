@@ -273,7 +273,7 @@ class FakeDiscord:
 
     @contextlib.asynccontextmanager
     async def run_bot(
-        self, bot: discord.Client, *, token: str | None = None, ready_timeout: float = 5.0
+        self, bot: discord.Client, *, token: str | None = None, ready_timeout: float = 15.0
     ) -> AsyncIterator[discord.Client]:
         """Log ``bot`` in, connect it, wait for ``on_ready``; close it cleanly on exit.
 
@@ -302,7 +302,7 @@ class FakeDiscord:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(ready, return_exceptions=True)
             with contextlib.suppress(discord.ConnectionClosed, asyncio.CancelledError):
-                await asyncio.wait_for(connect, timeout=5.0)
+                await asyncio.wait_for(connect, timeout=15.0)
 
     # -- guild setup ----------------------------------------------------------------------------
 
@@ -570,7 +570,7 @@ class FakeDiscord:
         """Send op 7 RECONNECT; discord.py reconnects and RESUMEs."""
         await self.gateway.send_op(7)
 
-    async def wait_until_connected(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_until_connected(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         """Wait until a bot has an identified gateway session."""
         await self.wait_until(lambda: self.connected, timeout=timeout, describe="a gateway session")
 
@@ -960,7 +960,7 @@ class FakeDiscord:
         self,
         predicate: Callable[[StoredMessage], bool],
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> StoredMessage:
         """Wait until some live message satisfies ``predicate`` (e.g. a channel fallback)."""
         return await self.wait_until(
@@ -1072,7 +1072,7 @@ class FakeDiscord:
         self,
         matcher: Matcher,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
         after: int | Recorded | None = None,
         status: int | None = None,
         count: int = 1,
@@ -1092,7 +1092,7 @@ class FakeDiscord:
         self,
         check: Callable[[], T | None],
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
         describe: str = "condition",
         poll: float | None = None,
     ) -> T:

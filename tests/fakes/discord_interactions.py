@@ -206,7 +206,7 @@ class SentInteraction:
         """Every request made with this interaction's token (callback and webhook routes)."""
         return [r for r in self._fake.requests[self._mark :] if self.token in r.path]
 
-    async def wait_for_callback(self, *, timeout: float = 5.0) -> Recorded:  # noqa: ASYNC109
+    async def wait_for_callback(self, *, timeout: float = 15.0) -> Recorded:  # noqa: ASYNC109
         """Wait until the bot acknowledged the interaction; returns the callback request."""
         return await self._fake.wait_until(
             lambda: self._state.callback, timeout=timeout, describe=f"callback for {self!r}"
@@ -216,7 +216,7 @@ class SentInteraction:
         self,
         predicate: Callable[[StoredMessage], bool] | None = None,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> StoredMessage:
         """Wait for the original response to satisfy ``predicate``.
 
@@ -236,7 +236,7 @@ class SentInteraction:
         self,
         count: int = 1,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> list[StoredMessage]:
         """Wait until at least ``count`` followup messages exist; returns them all."""
 
@@ -252,7 +252,7 @@ class SentInteraction:
         self,
         predicate: Callable[[StoredMessage], bool],
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> StoredMessage:
         """Wait until the original or a followup satisfies ``predicate``."""
         return await self._fake.wait_until(
@@ -261,7 +261,7 @@ class SentInteraction:
             describe=f"a message of {self!r} matching {predicate!r}",
         )
 
-    async def wait_for_request(self, matcher: Matcher, *, timeout: float = 5.0) -> Recorded:  # noqa: ASYNC109
+    async def wait_for_request(self, matcher: Matcher, *, timeout: float = 15.0) -> Recorded:  # noqa: ASYNC109
         """Wait for a request with this interaction's token that matches ``matcher``."""
         return await self._fake.wait_until(
             lambda: next((r for r in self.requests if r.matches(matcher)), None),
