@@ -562,15 +562,11 @@ class BanButton(_ModButton, template=r"modlog:ban:" + JOB_ID):
         )
 
 
-class BanUserButton(_ModButton, template=r"modlog:banuser:" + USER_ID):
+class BanUserButton(BanButton, template=r"modlog:banuser:" + USER_ID):
+    """On a blocked-prompt entry: there is no job, the custom_id carries the member's id."""
+
     action = "banuser"
     label = "Ban member"
-    style = discord.ButtonStyle.secondary
-    emoji = "🔨"
-    refusal = BAN_REFUSED
-
-    def allowed(self, perms: discord.Permissions) -> bool:
-        return may_ban(perms)
 
     async def run(self, interaction: discord.Interaction, guild_id: int) -> None:
         await interaction.response.send_modal(
