@@ -752,10 +752,12 @@ class RestApi:
         msg = self._hook_message(state, p["message_id"])
         if msg is None:
             return error(404, 10008, "Unknown Message")
+        return await self._edit_message(rec, msg, file_limit=state.attachment_size_limit)
+
+    async def _edit_message(self, rec: Recorded, msg: StoredMessage, *, file_limit: int) -> Reply:
+        """PATCH a stored message (through a webhook or the channel): validate, apply, announce."""
         body = rec.json if isinstance(rec.json, dict) else {}
-        problem = self.validate(
-            body, rec.files, file_limit=state.attachment_size_limit, creating=False
-        )
+        problem = self.validate(body, rec.files, file_limit=file_limit, creating=False)
         if problem is not None:
             return problem
         if self._edit_leaves_empty(msg, body, rec.files):
@@ -875,18 +877,7 @@ class RestApi:
             return error(404, 10008, "Unknown Message")
         if msg.author.id != self.fake.bot_user.id:
             return error(403, 50005, "Cannot edit a message authored by another user")
-        body = rec.json if isinstance(rec.json, dict) else {}
-        problem = self.validate(
-            body, rec.files, file_limit=self.fake.attachment_size_limit, creating=False
-        )
-        if problem is not None:
-            return problem
-        if self._edit_leaves_empty(msg, body, rec.files):
-            return error(400, 50006, "Cannot send an empty message")
-        self.edit_stored(msg, body, rec.files)
-        rec.extra["message_id"] = msg.id
-        await self._announce("MESSAGE_UPDATE", msg)
-        return Reply(200, msg.payload(self.fake.users))
+        return await self._edit_message(rec, msg, file_limit=self.fake.attachment_size_limit)
 
     async def delete_message(self, rec: Recorded, p: dict[str, str]) -> Reply:
         access = self._channel_access(p["channel_id"], VIEW_CHANNEL)
