@@ -76,11 +76,15 @@ async def refusal(env: StudioEnv, prompt: str = "a lighthouse", **kw: Any) -> st
 
 
 async def accepted(env: StudioEnv, prompt: str = "a lighthouse", **kw: Any) -> str:
-    """Submit an /imagine that must be accepted; returns its job id."""
+    """Submit an /imagine that must be accepted; returns its job id once RunComfy has it (so a
+    later ``refusal`` counts only its own submits)."""
     sent = await imagine(env, prompt, **kw)
     assert not sent.ephemeral, f"refused: {sent.callback_data}"
     original = await sent.wait_for_original()
-    return env.job_id_of(original)
+    job_id = env.job_id_of(original)
+    sent_on = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING, JobState.COMPLETED)
+    await env.wait_state(job_id, *sent_on, JobState.DELIVERED, JobState.FAILED)
+    return job_id
 
 
 def submitted(env: StudioEnv) -> list[Any]:
@@ -378,7 +382,7 @@ async def test_blocklist_add_list_remove(tmp_path: Path) -> None:
         assert said.startswith("Added blocklist entry #") and "(text) dragon" in said
         refused = await refusal(env, "a red D.R.A.G.O.N at dawn")
         assert "doesn't allow" in refused and "dragon" not in refused.lower()
-        said = await admin_says(env, "blocklist add", {"pattern": "(a+)+", "regex": True})
+        said = await admin_says(env, "blocklist add", {"pattern": r"(a)\1", "regex": True})
         assert said.startswith("pattern:")
         listing = await admin_says(env, "blocklist list")
         assert listing.startswith("**Blocklist** (1 entries):")
@@ -393,7 +397,7 @@ async def test_blocklist_list_marks_entries_that_are_not_in_use(tmp_path: Path) 
         assert env.storage is not None
         guild_id = env.discord.guild.id
         # An entry stored before validation tightened: the enforced list skips it.
-        bad = await env.storage.policy.add_block(guild_id, "(a+)+", is_regex=True, added_by=None)
+        bad = await env.storage.policy.add_block(guild_id, r"(a)\1", is_regex=True, added_by=None)
         await admin_says(env, "blocklist add", {"pattern": "dragon"})
         listing = await admin_says(env, "blocklist list")
         header, first, second = listing.splitlines()

@@ -7,7 +7,6 @@ from services.blocklist import (
     Blocklist,
     BlockMatch,
     InvalidBlocklistEntry,
-    check_regex_cost,
     normalise,
     validate_entry,
 )
@@ -238,14 +237,23 @@ def test_regex_and_word_entries_report_their_own_id() -> None:
     assert Blocklist(entries[::-1]).check("kill the dragon") == BlockMatch(41, r"\bdragons?\b")
 
 
-def test_regex_entries_with_backreferences_and_flags_work_alongside_others() -> None:
-    # These cannot join the combined alternation, so they take the one-by-one path.
+def test_regex_entries_with_flags_and_named_groups_work_alongside_others() -> None:
+    # RE2 has no back-references, so a stored one is skipped; inline flags and a reused group
+    # name still share the combined alternation with the other entries.
     blocklist = Blocklist(
-        [(1, r"\bgr[o0]ss\b", True), (2, r"\b(\w)\1\1\b", True), (3, r"(?i)castle", True)]
+        [
+            (1, r"\bgr[o0]ss\b", True),
+            (2, r"\b(\w)\1\1\b", True),
+            (3, r"(?i)castle", True),
+            (4, r"(?P<w>zz+)", True),
+            (5, r"(?P<w>moat)", True),
+        ]
     )
-    assert blocklist.check("zzz") == BlockMatch(2, r"\b(\w)\1\1\b")
+    assert [entry_id for entry_id, _ in blocklist.invalid] == [2]
+    assert blocklist.check("zzz") == BlockMatch(4, r"(?P<w>zz+)")
     assert blocklist.check("a CASTLE") == BlockMatch(3, r"(?i)castle")
     assert blocklist.check("gr0ss") == BlockMatch(1, r"\bgr[o0]ss\b")
+    assert blocklist.check("a moat") == BlockMatch(5, r"(?P<w>moat)")
     assert blocklist.check("a quiet meadow") is None
 
 
@@ -254,7 +262,7 @@ def test_empty_blocklist_passes_everything() -> None:
 
 
 def test_invalid_stored_entries_are_skipped_and_reported() -> None:
-    blocklist = Blocklist([(1, "(a+)+", True), (2, "gore", False), (3, "!!!", False)])
+    blocklist = Blocklist([(1, r"(a)\1+", True), (2, "gore", False), (3, "!!!", False)])
     assert [entry_id for entry_id, _ in blocklist.invalid] == [1, 3]
     assert all(isinstance(exc, InvalidBlocklistEntry) for _, exc in blocklist.invalid)
     assert len(blocklist) == 1
@@ -277,6 +285,12 @@ def test_invalid_stored_entries_are_skipped_and_reported() -> None:
         pytest.param(r"https?://\S+", True, id="regex-url"),
         pytest.param(r"\b[a-z]+\s+[a-z]+ing\b", True, id="regex-disjoint-neighbours"),
         pytest.param("kill*", False, id="word-prefix"),
+        # RE2 runs in linear time, so the shapes of catastrophic backtracking are fine now.
+        pytest.param("(a+)+$", True, id="nested-quantifier"),
+        pytest.param("(a|aa)*b", True, id="repeated-alternation"),
+        pytest.param(r"(\w+\s?){3,}", True, id="counted-nested"),
+        pytest.param(r"\d+\d+z", True, id="overlapping-neighbours"),
+        pytest.param(r"(?i)castle", True, id="inline-flag"),
         pytest.param("x" * MAX_PATTERN_LENGTH, False, id="at-length-limit"),
     ],
 )
@@ -294,10 +308,13 @@ def test_validate_entry_accepts(pattern: str, is_regex: bool) -> None:
         pytest.param("(unclosed", True, "not a valid regular expression", id="unbalanced"),
         pytest.param("[a-", True, "not a valid regular expression", id="open-class"),
         pytest.param("a*", True, "matches empty text", id="matches-empty"),
-        pytest.param("(a+)+$", True, "exponential time", id="nested-quantifier"),
-        pytest.param("(a|aa)*b", True, "exponential time", id="repeated-alternation"),
-        pytest.param(r"(\w+\s?){3,}", True, "exponential time", id="counted-nested"),
-        pytest.param(r"((a+))*b", True, "exponential time", id="deep-nesting"),
+        pytest.param(r"\b(\w)\1\b", True, "(back-references)", id="back-reference"),
+        pytest.param(r"(?P<c>a)(?P=c)", True, "(back-references)", id="named-back-reference"),
+        pytest.param(r"nude(?!l)", True, "(look-ahead/look-behind)", id="look-ahead"),
+        pytest.param(r"(?<=a)b", True, "(look-ahead/look-behind)", id="look-behind"),
+        pytest.param(r"(?>a+)b", True, "(atomic groups)", id="atomic-group"),
+        pytest.param(r"a++b", True, "(possessive repeats", id="possessive"),
+        pytest.param(r"a{2000}", True, "(a repeat count above 1000)", id="huge-repeat"),
     ],
 )
 def test_validate_entry_rejects(pattern: str, is_regex: bool, reason: str) -> None:
@@ -356,50 +373,46 @@ def test_regex_entries_see_a_prompt_that_folding_made_longer_than_4000_chars() -
     blocklist = Blocklist([(1, r"\bnud(e|ity)\b", True), (2, r"\bass\b", True)])
     prompt = "\ufdfa " * 1500 + "nude " + "class " * 300
     assert blocklist.check(prompt) == BlockMatch(1, r"\bnud(e|ity)\b")
-    # Window cuts fall on spaces, so "class" is never seen as "ass".
+    # The whole text is searched at once, so "class" is never seen as "ass".
     assert blocklist.check("\ufdfa " * 1500 + "class " * 300) is None
 
 
-SLOW_REGEXES = [
-    pytest.param(r"\d+\d+z", id="digits-twice"),
-    pytest.param(r"\d+\d+\d+\d+z", id="digits-four-times"),
-    pytest.param(r"a*a*a*a*b", id="letter-stars"),
-    pytest.param(r"\w*\w*\w*x", id="word-stars"),
-    pytest.param(r"\w+\s*\w+x", id="optional-gap"),
-    pytest.param(r"\d+0\d+x", id="literal-gap"),
-    pytest.param(r"\w+(ing|ed)\w+x", id="group-gap"),
-    pytest.param(r"(\d+)x?(\d+)q", id="groups"),
-    pytest.param(r"a.*b.*c", id="dot-stars"),
+# Shapes the old backtracking engine needed seconds or years for; RE2 is linear in the text.
+HOSTILE_REGEXES = [
+    pytest.param(r"(a+)+$", "a" * 3999 + "!", True, id="nested-quantifier-matches-view"),
+    pytest.param(r"(a+)+b", "a" * 4000 + "c", False, id="nested-quantifier"),
+    pytest.param(r"(a|aa)*b", "a" * 4000 + "c", False, id="repeated-alternation"),
+    pytest.param(r"(\w+\s?){3,}x", "ab " * 1333 + "!", False, id="counted-nested"),
+    pytest.param(r"\d+\d+\d+\d+z", "1" * 4000, False, id="digits-four-times"),
+    pytest.param(r"a.*b.*c", "ab" * 2000, False, id="dot-stars"),
+    pytest.param(r"a.*b.*c", "ab" * 2000 + "c", True, id="dot-stars-matches"),
+    pytest.param(r"\d{1,10}\d{1,10}\d*z", "1" * 4000, False, id="bounded-then-star"),
 ]
 
 
-@pytest.mark.parametrize("pattern", SLOW_REGEXES)
-def test_overlapping_neighbour_repeats_are_rejected(pattern: str) -> None:
-    with pytest.raises(InvalidBlocklistEntry) as caught:
-        validate_entry(pattern, True)
-    assert "can match the same characters" in caught.value.reason
-    # Stored before the rule existed: skipped, never searched.
+@pytest.mark.parametrize(("pattern", "prompt", "blocked"), HOSTILE_REGEXES)
+def test_catastrophic_backtracking_shapes_are_accepted_and_answer(
+    pattern: str, prompt: str, blocked: bool
+) -> None:
+    validate_entry(pattern, True)
     blocklist = Blocklist([(1, pattern, True)])
-    assert len(blocklist) == 0 and [i for i, _ in blocklist.invalid] == [1]
+    assert len(blocklist) == 1 and blocklist.invalid == ()
+    expected = BlockMatch(1, pattern) if blocked else None
+    assert blocklist.check(prompt) == expected
 
 
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        pytest.param(r"\d{1,10}\d{1,10}\d{1,10}\d{1,10}\d{1,10}z", id="bounded-repeats"),
-        pytest.param(r"\d{1,10}\d{1,10}\d*z", id="bounded-then-star"),
-    ],
-)
-def test_regex_cost_check_rejects_patterns_slow_on_long_prompts(pattern: str) -> None:
-    # Both pass the static rules but take many seconds on 4000 digits (the child is killed at
-    # the budget), so the outcome does not depend on machine speed.
+def test_an_unsupported_regex_is_refused_with_an_explanation() -> None:
     with pytest.raises(InvalidBlocklistEntry) as caught:
-        check_regex_cost(pattern)
-    assert "take too long on some prompts; simplify it" in caught.value.reason
-
-
-def test_regex_cost_check_accepts_an_ordinary_pattern() -> None:
-    check_regex_cost(r"\bnud(e|ity)\b")
+        validate_entry(r"nud(?=e)", True)
+    assert caught.value.reason == (
+        "uses a feature the blocklist doesn't support (look-ahead/look-behind). "
+        "Use plain words, word*, or a simpler pattern."
+    )
+    # Stored before: skipped, with the same reason for the moderators' list.
+    blocklist = Blocklist([(7, r"(\w)\1", True)])
+    assert len(blocklist) == 0
+    [(entry_id, exc)] = blocklist.invalid
+    assert entry_id == 7 and "doesn't support (back-references)" in exc.reason
 
 
 def test_es_and_c_endings_and_quoted_exact_entries() -> None:
