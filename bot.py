@@ -40,6 +40,7 @@ from client import RunComfyClient
 from cogs.buttons import DYNAMIC_ITEMS
 from cogs.tree import StudioTree
 from services.admin import AdminService
+from services.image_inputs import InputImages
 from services.jobs import JobService
 from services.moderation import ModerationService
 from services.policy import PolicyService
@@ -49,7 +50,7 @@ from storage import SchemaTooNewError, Storage
 log = logging.getLogger("studio")
 
 # Loaded in this order by setup_hook; each module has an async setup(bot).
-EXTENSIONS = ("cogs.studio", "cogs.admin", "cogs.modlog")
+EXTENSIONS = ("cogs.studio", "cogs.admin", "cogs.modlog", "cogs.unanswered")
 
 
 class StudioBot(commands.Bot):
@@ -90,7 +91,7 @@ class StudioBot(commands.Bot):
         self.sync_only = sync_only  # --sync: set up the commands, sync, nothing else
         self.accepting = True  # False once shutting down: new commands are refused
         self.synced: bool | None = None  # what setup_hook decided, for tests and logs
-        self.open_prompts: set[str] = set()  # custom_ids of prompt forms shown (cogs.buttons)
+        self.open_forms: set[str] = set()  # custom_ids of the forms discord.py holds (cogs.routing)
 
     @property
     def tree(self) -> StudioTree:  # type: ignore[override]  # narrowed to our subclass
@@ -204,7 +205,14 @@ def create_bot(
     admin = AdminService(
         storage, policy, global_default_credits=settings.quota.default_daily_credits
     )
-    jobs = JobService(storage, runcomfy, policy, quota=settings.quota, timing=settings.timing)
+    jobs = JobService(
+        storage,
+        runcomfy,
+        policy,
+        quota=settings.quota,
+        timing=settings.timing,
+        inputs=InputImages(runcomfy, origins=settings.discord_cdn_origins),
+    )
     moderation = ModerationService(storage, jobs, policy, admin)
     moderation.attach()
     return StudioBot(

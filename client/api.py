@@ -137,6 +137,10 @@ class RunComfyClient:
         """Fetch an output image (PNG, JPEG or WebP, at most ``max_bytes``), without the token."""
         return await self._downloader.download(url, max_bytes=max_bytes)
 
+    async def sniff(self, url: str, *, timeout: float = 5.0) -> str | None:  # noqa: ASYNC109
+        """The image type of the file at ``url`` from its first bytes (None: not an image)."""
+        return await self._downloader.sniff(url, timeout=timeout)
+
 
 class JobHandle:
     """A submitted job, known by its ``request_id``."""

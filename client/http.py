@@ -24,6 +24,7 @@ IMAGE_TYPES: Final = ("image/png", "image/jpeg", "image/webp")
 # last poll at the deadline can still be answered: a deadline is overrun by at most this.
 DEADLINE_FLOOR: Final = 2.0
 _CHUNK = 64 * 1024
+SNIFF_BYTES: Final = 16  # enough for every signature sniff_image_type knows
 
 
 class _NotSentError(APIConnectionError):
@@ -206,6 +207,34 @@ class Downloader:
             )
         # The bytes decide: a mislabelled file would otherwise get the wrong extension.
         return DownloadedImage(url=url, data=bytes(data), content_type=sniffed)
+
+    async def sniff(self, url: str, *, timeout: float) -> str | None:  # noqa: ASYNC109
+        """The image type the first bytes at ``url`` show (None: not PNG, JPEG or WebP).
+
+        One small ranged GET, no retries: for checking an input before it is paid for.
+        """
+        if not url.startswith(("http://", "https://")):
+            raise DownloadError(f"not an http(s) URL: {url!r}")
+        head = bytearray()
+        try:
+            async with self._session.get(
+                url,
+                headers={"Range": f"bytes=0-{SNIFF_BYTES - 1}"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                if response.status not in (200, 206):  # 200: the host ignored the range
+                    raise DownloadError(
+                        f"reading the image failed (HTTP {response.status})",
+                        status=response.status,
+                    )
+                while len(head) < SNIFF_BYTES:
+                    chunk = await response.content.read(SNIFF_BYTES - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise DownloadError(f"could not read {url}: {err or 'timed out'}") from err
+        return sniff_image_type(head)
 
     @staticmethod
     def _http_error(response: aiohttp.ClientResponse) -> DownloadError:

@@ -13,19 +13,18 @@ state changes are compare-and-set.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import discord
 
 from client.errors import RunComfyError
 from client.models import MAX_PROMPT_LENGTH
+from cogs.answers import LateDefer, guarded, within_budget
 from cogs.inputs import (
     check_age_restriction,
     is_image,
@@ -35,7 +34,8 @@ from cogs.inputs import (
     studio,
 )
 from cogs.render import NO_MENTIONS, status_text
-from services.errors import NotAllowed, StudioBusy, StudioClosing
+from cogs.routing import Routed, StudioModal
+from services.errors import NotAllowed, StudioClosing
 from services.job_types import ensure_reusable
 from services.jobs import CancelResult, JobSpec, Progress
 from services.moderation import ensure_not_removed
@@ -44,15 +44,9 @@ from storage.models import Job, JobKind, JobState
 log = logging.getLogger(__name__)
 
 JOB_ID = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
-PROMPT_MODAL_PREFIX = "studio:prompt:"
-MODAL_EXPIRED = (
-    "This form was opened before the studio restarted, so it can't be used any more."
-    " Please open it again; nothing was charged."
-)
-
+PROMPT_FORM_PREFIX = "studio:prompt:"
 
 SpecSource = JobSpec | Callable[[], Awaitable[JobSpec]]
-T = TypeVar("T")
 
 
 async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
@@ -96,92 +90,8 @@ async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
         log.warning("job %s: the acknowledgement failed; abandoning it", job.id)
         await bot.jobs.abandon(job.id)
         raise
-    bot.jobs.start(job, status_message_id=message_id)
+    await bot.jobs.accepted(job, status_message_id=message_id)
     return job
-
-
-class LateDefer:
-    """Defers an interaction if the work before its answer outlasts ``JobTiming.ack_budget``.
-
-    A timer, not a task per interaction: the usual fast answer costs next to nothing (the
-    acknowledgement latency under a burst is what Discord's 3 seconds are about).
-    """
-
-    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
-        self._interaction = interaction
-        self._ephemeral = ephemeral
-        self._deferring: asyncio.Task[Any] | None = None
-        budget = studio(interaction).settings.timing.ack_budget
-        self._timer = asyncio.get_running_loop().call_later(budget, self._defer)
-
-    def _defer(self) -> None:
-        log.info("interaction %s: slow to prepare its answer; deferring", self._interaction.id)
-        response = self._interaction.response
-        self._deferring = asyncio.create_task(
-            response.defer(ephemeral=self._ephemeral, thinking=True)
-        )
-
-    async def settle(self, *, quiet: bool = False) -> bool:
-        """The work is done: no deferral from now on. True if the interaction was deferred.
-
-        Raises if the deferral failed (Discord takes no answer any more), unless ``quiet``.
-        """
-        self._timer.cancel()
-        if self._deferring is None:
-            return False
-        try:
-            await self._deferring
-        except Exception as err:
-            if not quiet:
-                raise
-            log.info("interaction %s: the deferral failed (%s)", self._interaction.id, err)
-            return False
-        return True
-
-
-async def answered_in_time(
-    interaction: discord.Interaction, work: Awaitable[T], *, ephemeral: bool
-) -> T:
-    """Await ``work``; past the budget the interaction is deferred (thinking) meanwhile.
-
-    The caller answers with ``edit_original_response`` when ``interaction.response.is_done()``.
-    """
-    late = LateDefer(interaction, ephemeral=ephemeral)
-    try:
-        result = await work
-    except BaseException:
-        await late.settle(quiet=True)  # the tree answers with a followup if it was deferred
-        raise
-    await late.settle()
-    return result
-
-
-async def within_budget(interaction: discord.Interaction, work: Awaitable[T]) -> T:
-    """A read that must finish before the answer (e.g. before opening a modal) in time."""
-    try:
-        return await asyncio.wait_for(work, studio(interaction).settings.timing.ack_budget)
-    except TimeoutError:
-        log.warning("interaction %s: the database was too slow to answer in time", interaction.id)
-        raise StudioBusy() from None
-
-
-async def guarded(
-    interaction: discord.Interaction,
-    action: Callable[[discord.Interaction], Awaitable[Any]],
-    *,
-    job_id: str | None = None,
-) -> None:
-    """Run a button or modal action; errors go to the tree's handler (discord.py only logs them).
-
-    ``job_id``: the job acted on, for the log line and the reference the member sees.
-    """
-    bot = studio(interaction)
-    try:
-        if not bot.accepting:
-            raise StudioClosing()
-        await action(interaction)
-    except Exception as err:
-        await bot.tree.report(interaction, err, job_id=job_id)
 
 
 def unstored(view: discord.ui.View) -> discord.ui.View:
@@ -208,7 +118,7 @@ def result_view(job_id: str) -> discord.ui.View:
     return unstored(view)
 
 
-class _JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"studio:_:" + JOB_ID):
+class _JobButton(Routed, discord.ui.DynamicItem[discord.ui.Button], template=r"studio:_:" + JOB_ID):
     """Shared construction: ``action`` names the button in its custom_id."""
 
     action = "_"
@@ -307,7 +217,7 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
             raise NotAllowed("edit", "This result has no images left to edit.")
         base = JobSpec.from_job(job, kind=JobKind.EDIT, image_urls=tuple(urls), seed=None)
         modal = PromptModal(
-            base, title="Edit this result", open_prompts=studio(interaction).open_prompts
+            base, title="Edit this result", open_forms=studio(interaction).open_forms
         )
         await interaction.response.send_modal(modal)
 
@@ -364,8 +274,12 @@ def _shown_images(message: discord.Message | None) -> list[str]:
     return [a.url for a in message.attachments if is_image(a)]
 
 
-class PromptModal(discord.ui.Modal):
-    """Asks for a prompt, then launches ``base`` with it (edits from buttons and the menu)."""
+class PromptModal(StudioModal):
+    """Asks for a prompt, then launches ``base`` with it (edits from buttons and the menu).
+
+    The form's id goes with the job: a form sent twice makes one job. ``verify``: the images
+    came from a member's message, so their hosts and bytes are checked before any charge.
+    """
 
     prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
         label="Prompt",
@@ -375,25 +289,24 @@ class PromptModal(discord.ui.Modal):
         required=True,
     )
 
-    def __init__(self, base: JobSpec, *, title: str, open_prompts: set[str]) -> None:
-        custom_id = f"{PROMPT_MODAL_PREFIX}{secrets.token_hex(8)}"
-        super().__init__(title=title, timeout=15 * 60, custom_id=custom_id)
-        self.base = base
-        # Modals live in memory only: the bot keeps the ids of open ones, so a form opened
-        # before a restart is recognised (and answered) when it comes back (see StudioCog).
-        self._open = open_prompts
-        open_prompts.add(custom_id)
+    def __init__(
+        self, base: JobSpec, *, title: str, open_forms: set[str], verify: bool = False
+    ) -> None:
+        super().__init__(title=title, prefix=PROMPT_FORM_PREFIX, open_forms=open_forms)
+        self.base = replace(base, form_id=self.custom_id)
+        self.verify = verify
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        # forget it a little later: the "unknown form" check may still be looking at it
-        asyncio.get_running_loop().call_later(60, self._open.discard, self.custom_id)
         await guarded(interaction, self._launch, job_id=self.base.parent_job_id)
 
-    async def on_timeout(self) -> None:
-        self._open.discard(self.custom_id)
-
     async def _launch(self, interaction: discord.Interaction) -> None:
-        await launch(interaction, replace(self.base, prompt=self.prompt.value))
+        async def spec() -> JobSpec:
+            if self.verify:
+                images = [(f"image {i}", url) for i, url in enumerate(self.base.image_urls, 1)]
+                await studio(interaction).jobs.check_images(images)
+            return replace(self.base, prompt=self.prompt.value)
+
+        await launch(interaction, spec)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
         await studio(interaction).tree.report(interaction, error, job_id=self.base.parent_job_id)

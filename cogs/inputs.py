@@ -32,6 +32,22 @@ def studio(interaction: discord.Interaction) -> StudioBot:
     return cast("StudioBot", interaction.client)
 
 
+FOREIGN_SERVER = (
+    "The studio isn't set up in this server (the bot isn't a member here), so it can't be used"
+    " here. Nothing was charged."
+)
+
+
+def check_source(interaction: discord.Interaction) -> None:
+    """Refuse interactions from a server the bot is not in: no rules of its own apply there.
+
+    (The app is installed to servers only; a user-installed app would decide differently.)
+    """
+    guild_id = interaction.guild_id
+    if guild_id is not None and interaction.client.get_guild(guild_id) is None:
+        raise NotAllowed("server", FOREIGN_SERVER)
+
+
 def may_manage(interaction: discord.Interaction) -> bool:
     """Manage Messages in this channel (Discord resolves overwrites and Administrator)."""
     return interaction.guild_id is not None and interaction.permissions.manage_messages
@@ -101,6 +117,8 @@ def check_attachment(attachment: discord.Attachment, option: str) -> str:
     """The attachment's URL if it is an image RunComfy can take; InvalidInput otherwise."""
     kind = media_type(attachment.content_type)
     name = discord.utils.escape_markdown(attachment.filename)
+    if attachment.size <= 0:
+        raise InvalidInput(option, f"`{option}` ({name}) is an empty file. Nothing was charged.")
     if kind not in IMAGE_TYPES:
         raise InvalidInput(
             option, f"`{option}` ({name}) is not a PNG, JPEG or WebP image. Nothing was charged."
@@ -117,12 +135,13 @@ def check_attachment(attachment: discord.Attachment, option: str) -> str:
 def message_images(message: discord.Message) -> list[str]:
     """The images on a message, in order: image attachments, then embed images (at most 20)."""
     urls: list[str] = []
-    urls += [a.url for a in message.attachments if is_image(a)]
+    urls += [a.url for a in message.attachments if is_image(a) and a.size > 0]
     for embed in message.embeds:
         for part in (embed.image, embed.thumbnail):
-            # Embeds say nothing of type or size: only links that name an image file.
-            if part.url and _IMAGE_LINK.match(part.url):
-                urls.append(part.url)
+            # Embeds say nothing of type or size: only links that name an image file, taken
+            # from Discord's own copy (the original may be on any host).
+            if part.url and part.proxy_url and _IMAGE_LINK.match(part.url):
+                urls.append(part.proxy_url)
     return list(_unique(urls))[:MAX_EDIT_IMAGES]
 
 

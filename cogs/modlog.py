@@ -36,7 +36,8 @@ import discord
 from discord.ext import commands
 
 from client.models import DownloadedImage
-from cogs.buttons import guarded, unstored, within_budget
+from cogs.answers import guarded, within_budget
+from cogs.buttons import unstored
 from cogs.inputs import IMAGE_TYPES, media_type, studio
 from cogs.modlog_render import (
     blocked_entry,
@@ -49,6 +50,7 @@ from cogs.modlog_render import (
 )
 from cogs.presenter import DiscordPresenter, files_of, fit
 from cogs.render import NO_MENTIONS, credits, quoted_prompt, ready_mentions
+from cogs.routing import Routed, StudioModal
 from services.admin import MAX_REASON_LENGTH
 from services.errors import NotAllowed
 from services.job_types import DEFAULT_UPLOAD_LIMIT
@@ -405,7 +407,7 @@ async def tell(interaction: discord.Interaction, text: str) -> None:
 # -- buttons ------------------------------------------------------------------------------------
 
 
-class _ModButton(discord.ui.DynamicItem[discord.ui.Button], template=r"modlog:_:" + JOB_ID):
+class _ModButton(Routed, discord.ui.DynamicItem[discord.ui.Button], template=r"modlog:_:" + JOB_ID):
     """A moderator's button: checks the clicker's permissions before anything else."""
 
     action = "_"
@@ -558,7 +560,12 @@ class BanButton(_ModButton, template=r"modlog:ban:" + JOB_ID):
             ),
         )
         await interaction.response.send_modal(
-            BanModal(job.user_id, job=job, button_id=self.custom_id)
+            BanModal(
+                job.user_id,
+                job=job,
+                button_id=self.custom_id,
+                open_forms=studio(interaction).open_forms,
+            )
         )
 
 
@@ -570,11 +577,16 @@ class BanUserButton(BanButton, template=r"modlog:banuser:" + USER_ID):
 
     async def run(self, interaction: discord.Interaction, guild_id: int) -> None:
         await interaction.response.send_modal(
-            BanModal(int(self.target), job=None, button_id=self.custom_id)
+            BanModal(
+                int(self.target),
+                job=None,
+                button_id=self.custom_id,
+                open_forms=studio(interaction).open_forms,
+            )
         )
 
 
-class BanModal(discord.ui.Modal):
+class BanModal(StudioModal):
     """Reason and duration for a studio ban from the log (both optional)."""
 
     reason: discord.ui.TextInput[BanModal] = discord.ui.TextInput(
@@ -584,13 +596,18 @@ class BanModal(discord.ui.Modal):
         max_length=MAX_REASON_LENGTH,
     )
     duration: discord.ui.TextInput[BanModal] = discord.ui.TextInput(
-        label="Duration (e.g. 30m, 2h, 7d; empty: until lifted)",
+        label="Duration (empty: until lifted)",
+        placeholder="e.g. 30m, 2h, 7d",
         required=False,
         max_length=20,
     )
 
-    def __init__(self, user_id: int, *, job: Job | None, button_id: str) -> None:
-        super().__init__(title="Ban from the studio", timeout=15 * 60)
+    def __init__(
+        self, user_id: int, *, job: Job | None, button_id: str, open_forms: set[str]
+    ) -> None:
+        super().__init__(
+            title="Ban from the studio", prefix="modlog:banform:", open_forms=open_forms
+        )
         self.user_id = user_id
         self.job = job
         self.button_id = button_id

@@ -17,15 +17,8 @@ from discord.app_commands import Choice, Range
 from discord.ext import commands
 
 from client.models import MAX_IMAGES, MAX_PROMPT_LENGTH, MAX_SEED, DownloadedImage
-from cogs.buttons import (
-    MODAL_EXPIRED,
-    PROMPT_MODAL_PREFIX,
-    PromptModal,
-    answered_in_time,
-    launch,
-    result_view,
-    within_budget,
-)
+from cogs.answers import answered_in_time, within_budget
+from cogs.buttons import PromptModal, launch, result_view
 from cogs.inputs import (
     check_age_restriction,
     check_attachment,
@@ -36,7 +29,6 @@ from cogs.inputs import (
 )
 from cogs.presenter import DiscordPresenter, files_of, fit
 from cogs.render import NO_MENTIONS, credits, result_embed
-from cogs.tree import say
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
 from services.policy import discord_time
@@ -198,9 +190,15 @@ class StudioCog(commands.Cog):
         web_search: bool = False,
     ) -> None:
         given = {"image": image, "image2": image2, "image3": image3, "image4": image4}
-        urls = tuple(check_attachment(a, name) for name, a in given.items() if a is not None)
+        images = [(name, check_attachment(a, name)) for name, a in given.items() if a is not None]
         options = (aspect_ratio, resolution, count, seed, format, safety, web_search)
-        await launch(interaction, spec_of(JobKind.EDIT, prompt, *options, image_urls=urls))
+
+        async def spec() -> JobSpec:
+            await self.bot.jobs.check_images(images)  # what the member really sent
+            urls = tuple(url for _, url in images)
+            return spec_of(JobKind.EDIT, prompt, *options, image_urls=urls)
+
+        await launch(interaction, spec)
 
     async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """The "Edit image" message menu: a modal for the prompt, then an edit of its images."""
@@ -215,18 +213,8 @@ class StudioCog(commands.Cog):
                 check_age_restriction(job, interaction)
         base = JobSpec(kind=JobKind.EDIT, prompt="", image_urls=tuple(urls))
         title = "Edit this image" if len(urls) == 1 else f"Edit these {len(urls)} images"
-        modal = PromptModal(base, title=title, open_prompts=self.bot.open_prompts)
+        modal = PromptModal(base, title=title, open_forms=self.bot.open_forms, verify=True)
         await interaction.response.send_modal(modal)
-
-    @commands.Cog.listener()
-    async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """A prompt form opened before a restart: discord.py drops it; answer it instead."""
-        if interaction.type is not discord.InteractionType.modal_submit:
-            return
-        custom_id = str((interaction.data or {}).get("custom_id", ""))
-        if custom_id.startswith(PROMPT_MODAL_PREFIX) and custom_id not in self.bot.open_prompts:
-            log.info("interaction %s: a prompt form from before a restart", interaction.id)
-            await say(interaction, MODAL_EXPIRED)
 
     # -- information ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ an operator can find it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ import discord
 from discord import app_commands
 
 from client.errors import InvalidRequestError, RunComfyError
+from cogs.inputs import check_source
+from cogs.payload import check_payload
 from services.errors import StudioClosing, StudioError
 from services.policy import PolicyRefusal, discord_time
 from storage.models import QuotaExceededError, TooManyJobsError
@@ -62,16 +65,27 @@ def message_for(error: BaseException) -> str | None:
     if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
         return "This command is out of date in your Discord client; try again in a minute."
     if isinstance(error, app_commands.TransformerError):
-        return f"That value could not be used: {error.value!r}."
+        return "That value isn't one the command offers. Nothing was charged."
     return None
 
 
 class StudioTree(app_commands.CommandTree["StudioBot"]):
     async def interaction_check(self, interaction: discord.Interaction[StudioBot], /) -> bool:
-        if interaction.client.accepting:
-            return True
-        await self.report(interaction, StudioClosing())
-        return False
+        """Before any command runs: the studio is open, the server is ours, the options fit."""
+        try:
+            if not interaction.client.accepting:
+                raise StudioClosing()
+            check_source(interaction)
+            check_payload(interaction)
+        except StudioError as refusal:
+            if interaction.type is discord.InteractionType.autocomplete:
+                log.info("interaction %s: autocomplete refused (%s)", interaction.id, refusal)
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.response.autocomplete([])
+            else:
+                await self.report(interaction, refusal)
+            return False
+        return True
 
     async def on_error(
         self, interaction: discord.Interaction[StudioBot], error: app_commands.AppCommandError, /

@@ -41,8 +41,13 @@ class StudioClosing(StudioError):
 class RepeatedRequest(StudioError):
     """The same ask on the same result again within seconds (a double click): refused once."""
 
-    def __init__(self) -> None:
-        super().__init__("That's already on its way (the button was clicked twice).")
+    def __init__(
+        self, message: str = "That's already on its way (the button was clicked twice)."
+    ) -> None:
+        super().__init__(message)
+
+
+FORM_ALREADY_SENT = "That form was already sent, so nothing more was started or charged."
 
 
 class StudioBusy(StudioError):

@@ -26,6 +26,7 @@ from client.models import (
 )
 from services.errors import InvalidInput, NotAllowed
 from services.policy import PolicyDecision, PolicyRefusal
+from services.prompt_text import has_visible_text
 from storage.models import Job, JobKind, JobState
 
 # The GenerationOptions fields stored in a job's params (plus "image_urls" for edits).
@@ -82,6 +83,7 @@ class JobSpec:
     web_search: bool = False
     image_urls: tuple[str, ...] = ()
     parent_job_id: str | None = None
+    form_id: str | None = None  # the form it came from: one job per form, however often sent
 
     @classmethod
     def from_job(cls, job: Job, **changes: Any) -> JobSpec:
@@ -201,8 +203,8 @@ def build_request(spec: JobSpec, *, safety: int) -> GenerationRequest:
             "prompt",
             f"Your prompt is {len(spec.prompt):,} characters; the limit is {MAX_PROMPT_LENGTH:,}.",
         )
-    if not spec.prompt.strip():
-        raise InvalidInput("prompt", "The prompt is empty.")
+    if not has_visible_text(spec.prompt):
+        raise InvalidInput("prompt", "The prompt has no visible text. Nothing was charged.")
     options = GenerationOptions(
         num_images=spec.num_images,
         seed=spec.seed,

@@ -46,12 +46,20 @@ import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from client import RunComfyClient
 from client.models import CancelOutcome, DownloadedImage
-from services.errors import JobNotFound, NotAllowed, RepeatedRequest, StudioClosing
+from services.errors import (
+    FORM_ALREADY_SENT,
+    JobNotFound,
+    NotAllowed,
+    RepeatedRequest,
+    StudioClosing,
+)
+from services.image_inputs import InputImages, NamedUrl
 from services.job_runner import (
     BEFORE_SUBMIT,
     DELIVERABLE,
@@ -82,10 +90,11 @@ from services.job_types import (
 )
 from services.pacing import Pacing
 from services.policy import PolicyRefusal, PolicyService, RequestContext
+from services.prompt_text import clean_text
 from services.settings import JobTiming
 from services.status_feed import StatusFeeds
 from storage import QuotaSettings, Storage
-from storage.models import Balance, Job, JobState, NewJob
+from storage.models import Balance, FormAlreadySentError, Job, JobState, NewJob
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,10 @@ RESTART_LOST_SUBMIT = (
     " It was dropped and your credits are back; please try again."
 )
 NOT_ACKNOWLEDGED = "Discord didn't accept the bot's reply in time; nothing was sent."
+NEVER_ACKNOWLEDGED = (
+    "The bot stopped before Discord received its answer, so the job was never started;"
+    " the credits are back."
+)
 # Cooldowns read when a member's last job was made from memory; entries older than the longest
 # cooldown /admin allows (a day) are forgotten once there are this many (the database has them).
 LAST_JOB_ENTRIES = 10_000
@@ -111,9 +124,11 @@ class JobService:
         timing: JobTiming | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        inputs: InputImages | None = None,
     ) -> None:
         self._storage = storage
         self._client = client
+        self._inputs = inputs or InputImages(client)
         self._policy = policy
         self._quota = quota
         self._timing = timing or JobTiming()
@@ -245,6 +260,10 @@ class JobService:
             last_job_at=last_job_at,
         )
 
+    async def check_images(self, images: Sequence[NamedUrl]) -> None:
+        """Images a member handed in: on Discord's CDN and really images (InvalidInput)."""
+        await self._inputs.check(images)
+
     def cost_of(self, spec: JobSpec) -> int:
         return self._quota.cost(spec.num_images, spec.resolution)
 
@@ -257,13 +276,15 @@ class JobService:
         if self._closing:
             raise StudioClosing()
         self._pacing.note_request()
+        # invisible characters neither count as a prompt nor reach RunComfy
+        spec = replace(spec, prompt=clean_text(spec.prompt).strip())
         request = build_request(spec, safety=spec.safety or 4)  # validates everything
         ask = self._ask_key(spec, who)
         if ask is not None:
             self._prune_asks()
             if ask in self._asking or ask in self._recent_asks:
-                log.info("user %s: repeated request on job %s refused", who.user_id, ask[1])
-                raise RepeatedRequest()
+                log.info("user %s: repeated request %s refused", who.user_id, ask[:2])
+                raise RepeatedRequest(FORM_ALREADY_SENT) if spec.form_id else RepeatedRequest()
             self._asking.add(ask)
         try:
             reservation = await self._reserve(spec, who, request)
@@ -276,7 +297,12 @@ class JobService:
 
     @staticmethod
     def _ask_key(spec: JobSpec, who: Requester) -> tuple[Any, ...] | None:
-        """What makes two asks "the same" (a double click on Re-roll, a modal sent twice)."""
+        """What makes two asks "the same" (a double click on Re-roll, a modal sent twice).
+
+        A form's own id decides for it; the database refuses a second job from it for good.
+        """
+        if spec.form_id is not None:
+            return ("form", spec.form_id)
         if spec.parent_job_id is None:
             return None  # a typed command: Discord sends each one once
         return (who.user_id, spec.parent_job_id, spec.kind, spec.prompt)
@@ -325,11 +351,16 @@ class JobService:
                     interaction_token=who.interaction_token,
                     token_expires_at=who.token_expires_at,
                     age_restricted_channel=who.age_restricted_channel,
+                    form_id=spec.form_id,
                 ),
                 role_ids=who.role_ids,
                 # the in-flight limit again, atomically with the insert (a double click)
                 max_in_flight=decision.policy.max_jobs_in_flight or None,
             )
+        except FormAlreadySentError as sent:
+            self._jobs.unclaim(key)
+            log.info("user %s: form sent again (job %s); refused", who.user_id, sent.job_id)
+            raise RepeatedRequest(FORM_ALREADY_SENT) from None
         except BaseException:
             self._jobs.unclaim(key)
             raise
@@ -368,6 +399,21 @@ class JobService:
         at = await self._storage.jobs.last_created_at(who.user_id, who.guild_id)
         self._last_job_at.setdefault(key, at)
         return self._last_job_at[key]
+
+    async def accepted(self, job: Job, *, status_message_id: int | None = None) -> None:
+        """Discord took the answer: record that (a restart now resumes the job), then run it.
+
+        ``status_message_id``: the acknowledgement's message, when Discord said.
+        """
+        fields: dict[str, Any] = {"acknowledged": True}
+        if status_message_id is not None:
+            fields["status_message_id"] = status_message_id
+        try:
+            job = await self._storage.jobs.set_fields(job.id, **fields) or job
+        except Exception:
+            # the member saw it accepted: run it all the same (only a crash now would refund it)
+            log.exception("job %s: could not record its acknowledgement", job.id)
+        self.start(job, status_message_id=status_message_id)
 
     def start(self, job: Job, *, status_message_id: int | None = None) -> None:
         """Run the job in the background (after Discord was answered).
@@ -476,6 +522,14 @@ class JobService:
                 if failed is not None:
                     await self._runner.finish(failed, None)
                 counts["failed"] += 1
+            elif job.state == JobState.RESERVED and not job.acknowledged:
+                # The member never saw it accepted: running it would charge for a surprise.
+                failed = await self._runner.transition(
+                    job.id, JobState.FAILED, BEFORE_SUBMIT, error=NEVER_ACKNOWLEDGED
+                )
+                if failed is not None:
+                    await self.notify(failed)  # the log; the member was never shown the job
+                counts["never acknowledged"] += 1
             elif job.state == JobState.AWAITING_APPROVAL:
                 self._jobs.hold(job)
                 counts["held"] += 1

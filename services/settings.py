@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from client.settings import ClientSettings, SettingError, env_int, env_str
+from services.image_inputs import DISCORD_CDN_ORIGINS
 from storage.settings import DEFAULT_DATABASE_PATH, QuotaSettings, database_path_from_env
 
 T = TypeVar("T")
@@ -69,6 +70,8 @@ class BotSettings:
     default_safety: int = 4
     allow_dms: bool = False  # whether /imagine and /edit work in DMs (no guild policy there)
     timing: JobTiming = field(default_factory=JobTiming)
+    # Where members' uploads may come from (tests point it at the fake Discord).
+    discord_cdn_origins: tuple[str, ...] = DISCORD_CDN_ORIGINS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BotSettings:

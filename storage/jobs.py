@@ -24,6 +24,7 @@ from storage.clock import Clock, from_db, from_db_opt, next_midnight, quota_day,
 from storage.db import Database
 from storage.migrations import UNFINISHED
 from storage.models import (
+    FormAlreadySentError,
     GuildStats,
     InvalidSettingError,
     Job,
@@ -69,8 +70,8 @@ _INSERT_JOB = """
 INSERT INTO jobs (
     id, kind, state, user_id, guild_id, channel_id, prompt, params, cost, quota_day,
     parent_job_id, interaction_token, token_expires_at, age_restricted_channel,
-    created_at, updated_at
-) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    created_at, updated_at, form_id, acknowledged
+) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -102,6 +103,7 @@ _FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "log_message_id": opt_snowflake,
     "interaction_token": opt_text,
     "token_expires_at": _opt_time,
+    "acknowledged": lambda name, value: int(bool(value)),
 }
 
 
@@ -146,6 +148,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         result_urls=tuple(json.loads(urls)) if urls != "[]" else (),
         committed=row["committed"],
         age_restricted_channel=bool(row["age_restricted_channel"]),
+        acknowledged=bool(row["acknowledged"]),
     )
 
 
@@ -251,8 +254,11 @@ def transition_op(
 
 
 # The member's unfinished jobs in one guild (guild_id None: DMs); index jobs_unfinished_by_member.
+# INDEXED BY: a member's few unfinished jobs, never their whole history (SQLite's planner
+# picks jobs_by_member once the table has the columns of migration 4).
 _MEMBER_IN_FLIGHT_SQL = (
-    f"SELECT count(*) FROM jobs WHERE {UNFINISHED} AND user_id = ? AND guild_id IS ?"
+    "SELECT count(*) FROM jobs INDEXED BY jobs_unfinished_by_member"
+    f" WHERE {UNFINISHED} AND user_id = ? AND guild_id IS ?"
 )
 
 ABANDONED_ERROR = "the request was cancelled before its job was handed back; credits refunded"
@@ -291,6 +297,11 @@ class JobStore:
         created = to_db(now)
 
         def run(conn: sqlite3.Connection) -> str:
+            if new.form_id is not None:
+                sent = conn.execute("SELECT id FROM jobs WHERE form_id = ?", (new.form_id,))
+                found = sent.fetchone()
+                if found is not None:
+                    raise FormAlreadySentError(found[0])
             if max_in_flight is not None:
                 in_flight = conn.execute(
                     _MEMBER_IN_FLIGHT_SQL, (new.user_id, new.guild_id)
@@ -326,6 +337,7 @@ class JobStore:
                         int(new.age_restricted_channel),
                         created,
                         created,
+                        new.form_id,
                     ),
                 ).rowcount
                 if inserted:
@@ -371,6 +383,7 @@ class JobStore:
             interaction_token=new.interaction_token,
             token_expires_at=from_db_opt(token_expires_at),
             age_restricted_channel=new.age_restricted_channel,
+            acknowledged=False,
         )
 
     async def get(self, job_id: str) -> Job | None:
@@ -450,10 +463,11 @@ class JobStore:
         self, *, user_id: int | None = None, guild_id: int | None = None
     ) -> int:
         """Unfinished jobs, optionally of one member and/or one guild (None: not filtered)."""
-        sql = f"SELECT count(*) FROM jobs WHERE {UNFINISHED}"
+        index = " INDEXED BY jobs_unfinished_by_member" if user_id is not None else ""
+        sql = f"SELECT count(*) FROM jobs{index} WHERE {UNFINISHED}"
         args: list[int] = []
         if user_id is not None:
-            sql += " AND user_id = ?"  # index jobs_unfinished_by_member
+            sql += " AND user_id = ?"
             args.append(user_id)
         if guild_id is not None:
             # Unary + keeps SQLite from walking the guild's whole history in jobs_by_guild

@@ -231,7 +231,16 @@ _V3 = (
     "CREATE INDEX jobs_by_member ON jobs (user_id, guild_id, created_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# v4: whether Discord was answered for a job (resume refunds one it never was), and the form a
+# job was sent from (one job per form, however often it is submitted). Earlier jobs count as
+# answered: that is how they were resumed.
+_V4 = (
+    "ALTER TABLE jobs ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE jobs ADD COLUMN form_id TEXT",
+    "CREATE UNIQUE INDEX jobs_by_form ON jobs (form_id) WHERE form_id IS NOT NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 LATEST_VERSION = len(MIGRATIONS)
 
 

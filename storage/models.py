@@ -54,6 +54,7 @@ class NewJob:
     interaction_token: str | None = field(default=None, repr=False)  # a secret: never logged
     token_expires_at: datetime | None = None
     age_restricted_channel: bool = False
+    form_id: str | None = None  # the form it was sent from: one job per form
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ class Job:
     result_urls: tuple[str, ...] = ()
     committed: int | None = None  # credits committed on delivery
     age_restricted_channel: bool = False
+    # Discord was answered (the member saw the job); a job never answered is not resumed.
+    acknowledged: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,14 @@ class SchemaTooNewError(StorageError):
 class JobNotFoundError(StorageError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class FormAlreadySentError(StorageError):
+    """A job was already made from this form (it was submitted again)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job ({job_id}) was already made from this form")
         self.job_id = job_id
 
 

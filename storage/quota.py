@@ -357,7 +357,7 @@ def settle_refund(conn: sqlite3.Connection, job_id: str, at: str) -> bool:
 # Credits the member's unsettled jobs of that day hold. Unsettled jobs are always unfinished
 # (every terminal state settles), so this reads the index jobs_unfinished_by_member.
 _HELD_SQL = f"""
-SELECT coalesce(sum(cost), 0) FROM jobs
+SELECT coalesce(sum(cost), 0) FROM jobs INDEXED BY jobs_unfinished_by_member
 WHERE {UNFINISHED} AND user_id = ? AND guild_id IS ? AND quota_day = ? AND settled = 0
 """
 

@@ -239,6 +239,7 @@ async def studio_env(
             daily_credits=daily_credits,
             status_interval=status_interval,
         )
+        settings_changes.setdefault("discord_cdn_origins", (discord_fake.base_url,))
         if timing_changes:
             settings_changes["timing"] = replace(settings.timing, **timing_changes)
         if settings_changes:

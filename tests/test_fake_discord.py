@@ -14,7 +14,8 @@ import io
 import logging
 import re
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import discord
@@ -27,10 +28,12 @@ from discord.ext import commands
 from tests.fakes.discord import (
     FakeDiscord,
     NoBotConnected,
+    Recorded,
     SentInteraction,
     StoredMessage,
     png_bytes,
 )
+from tests.fakes.discord_limits import message_problem, modal_problem
 
 PNG_A = png_bytes(3, 2, (255, 0, 0))
 PNG_B = png_bytes(2, 5, (0, 0, 255))
@@ -643,3 +646,561 @@ async def test_a_wrong_token_fails_login_without_leaking(fake: FakeDiscord) -> N
         async with fake.run_bot(TinyBot(fake.guild.id), token="wrong"):
             pass
     assert fake.requests_to("GET /users/@me")[0].status == 401
+
+
+# -- tests: Discord's payload limits -----------------------------------------------------------
+
+X = "x"
+INPUT = "data.components.0.components.0"  # the text input of a one-input modal
+ITEM = "components.0.components.0"  # the first item of the first action row
+
+
+class ProbeBot(discord.Client):
+    """Answers ``/probe`` with whatever a test sets as ``answer``; autocompletes ``choices``."""
+
+    def __init__(self, guild_id: int) -> None:
+        super().__init__(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+        self.tree = app_commands.CommandTree(self)
+        self.guild_id = guild_id
+        self.answer: Callable[[discord.Interaction], Awaitable[object]] | None = None
+        self.choices: list[app_commands.Choice[str]] = []
+        self.failures: list[discord.HTTPException] = []
+
+    async def setup_hook(self) -> None:
+        bot = self
+
+        @app_commands.command(description="Answer as the test says")
+        async def probe(interaction: discord.Interaction, q: str) -> None:
+            assert bot.answer is not None
+            try:
+                await bot.answer(interaction)
+            except discord.HTTPException as exc:
+                bot.failures.append(exc)
+
+        @probe.autocomplete("q")
+        async def complete(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            return bot.choices
+
+        guild = discord.Object(self.guild_id)
+        self.tree.add_command(probe, guild=guild)
+        await self.tree.sync(guild=guild)
+
+
+@pytest.fixture
+async def probe(fake: FakeDiscord) -> AsyncIterator[ProbeBot]:
+    bot = ProbeBot(fake.guild.id)
+    async with fake.run_bot(bot):
+        yield bot
+
+
+async def probe_callback(
+    fake: FakeDiscord, probe: ProbeBot, answer: Callable[[discord.Interaction], Awaitable[object]]
+) -> tuple[SentInteraction, Recorded]:
+    """Run ``/probe`` answering with ``answer``; the first callback request the fake received."""
+    probe.answer = answer
+    sent = await fake.slash_command("probe", {"q": "x"})
+    return sent, await sent.wait_for_request("POST /interactions/*/callback")
+
+
+def error_fields(body: dict[str, Any]) -> list[str]:
+    """The fields an Invalid Form Body names, dotted (``data.components.0.label``)."""
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], path: list[str]) -> None:
+        for key, value in node.items():
+            if key == "_errors":
+                found.append(".".join(path))
+            else:
+                walk(value, [*path, key])
+
+    walk(body.get("errors") or {}, [])
+    return found
+
+
+def assert_refused(status: int, body: Any, field: str) -> None:
+    assert status == 400, body
+    assert body["code"] == 50035 and body["message"] == "Invalid Form Body"
+    assert error_fields(body) == [field]
+
+
+def embed(**parts: Any) -> dict[str, Any]:
+    return {"embeds": [parts]}
+
+
+def field_embed(name: str = "n", value: str = "v", count: int = 1) -> dict[str, Any]:
+    return embed(fields=[{"name": name, "value": value}] * count)
+
+
+def rows(*items: dict[str, Any], count: int = 1) -> dict[str, Any]:
+    return {"components": [{"type": 1, "components": list(items)} for _ in range(count)]}
+
+
+def six_thousand_characters(author: str = "") -> list[dict[str, Any]]:
+    """Two embeds with 6,000 counted characters (+ ``author``), every counted part in use."""
+    first = {"title": X * 256, "description": X * 4096}  # 4,352
+    second = {
+        "fields": [{"name": X * 200, "value": X * 1000}],  # 1,200
+        "footer": {"text": X * 248},
+        "author": {"name": X * 200 + author},
+        "url": "https://example.com/" + X * 500,  # not counted
+    }
+    return [first, second]
+
+
+def numbered_rows(count: int) -> list[dict[str, Any]]:
+    return [{"type": 1, "components": [button(f"row{n}")]} for n in range(count)]
+
+
+def button(custom_id: str | None = "go", **extra: Any) -> dict[str, Any]:
+    item = {"type": 2, "style": 1, "label": "Go", **extra}
+    if custom_id is not None:
+        item["custom_id"] = custom_id
+    return item
+
+
+def select(options: int = 3, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": 3,
+        "custom_id": "pick",
+        "options": [{"label": f"o{n}", "value": f"v{n}"} for n in range(options)],
+        **extra,
+    }
+
+
+def option(**parts: str) -> dict[str, Any]:
+    return select(options=0) | {"options": [{"label": "l", "value": "v", **parts}]}
+
+
+MESSAGE_LIMITS = [
+    pytest.param({"content": X * 2000}, {"content": X * 2001}, "content", id="content"),
+    pytest.param(embed(title=X * 256), embed(title=X * 257), "embeds.0.title", id="embed-title"),
+    pytest.param(
+        embed(description=X * 4096),
+        embed(description=X * 4097),
+        "embeds.0.description",
+        id="embed-description",
+    ),
+    pytest.param(
+        field_embed(value=X * 1024),
+        field_embed(value=X * 1025),
+        "embeds.0.fields.0.value",
+        id="embed-field-value",
+    ),
+    pytest.param(
+        field_embed(name=X * 256),
+        field_embed(name=X * 257),
+        "embeds.0.fields.0.name",
+        id="embed-field-name",
+    ),
+    pytest.param(field_embed(count=25), field_embed(count=26), "embeds.0.fields", id="fields"),
+    pytest.param(
+        embed(footer={"text": X * 2048}),
+        embed(footer={"text": X * 2049}),
+        "embeds.0.footer.text",
+        id="embed-footer",
+    ),
+    pytest.param(
+        embed(author={"name": X * 256}),
+        embed(author={"name": X * 257}),
+        "embeds.0.author.name",
+        id="embed-author",
+    ),
+    pytest.param(
+        {"embeds": [{"title": "t"}] * 10}, {"embeds": [{"title": "t"}] * 11}, "embeds", id="embeds"
+    ),
+    pytest.param(
+        {"embeds": six_thousand_characters()},
+        {"embeds": six_thousand_characters(author="y")},
+        "embeds",
+        id="embeds-total-6000",
+    ),
+    pytest.param(
+        {"components": numbered_rows(5)},
+        {"components": numbered_rows(6)},
+        "components",
+        id="action-rows",
+    ),
+    pytest.param(
+        rows(*[button(f"b{n}") for n in range(5)]),
+        rows(*[button(f"b{n}") for n in range(6)]),
+        "components.0.components",
+        id="buttons-per-row",
+    ),
+    pytest.param(
+        rows(button(label=X * 80)),
+        rows(button(label=X * 81)),
+        f"{ITEM}.label",
+        id="button-label",
+    ),
+    pytest.param(rows(button(X * 100)), rows(button(X * 101)), f"{ITEM}.custom_id", id="custom-id"),
+    pytest.param(rows(button("a")), rows(button("")), f"{ITEM}.custom_id", id="custom-id-empty"),
+    pytest.param(
+        rows(button("a"), button("b")),
+        rows(button("a"), button("a")),
+        "components.0.components.1.custom_id",
+        id="custom-id-duplicated",
+    ),
+    pytest.param(rows(button()), rows(button(None)), f"{ITEM}.custom_id", id="button-needs-id"),
+    pytest.param(
+        rows(button(None, style=5, url="https://example.com")),
+        rows(button(None, style=5)),
+        f"{ITEM}.url",
+        id="link-button-needs-url",
+    ),
+    pytest.param(
+        rows(select()), rows(select(), button()), "components.0.components", id="select-alone"
+    ),
+    pytest.param(rows(select(25)), rows(select(26)), f"{ITEM}.options", id="select-options-count"),
+    pytest.param(rows(select(1)), rows(select(0)), f"{ITEM}.options", id="select-no-options"),
+    pytest.param(
+        rows(option(label=X * 100)),
+        rows(option(label=X * 101)),
+        f"{ITEM}.options.0.label",
+        id="option-label",
+    ),
+    pytest.param(
+        rows(option(value=X * 100)),
+        rows(option(value=X * 101)),
+        f"{ITEM}.options.0.value",
+        id="option-value",
+    ),
+    pytest.param(
+        rows(option(description=X * 100)),
+        rows(option(description=X * 101)),
+        f"{ITEM}.options.0.description",
+        id="option-description",
+    ),
+    pytest.param(
+        rows(select(placeholder=X * 150)),
+        rows(select(placeholder=X * 151)),
+        f"{ITEM}.placeholder",
+        id="select-placeholder",
+    ),
+    pytest.param(
+        rows(select(3, max_values=3)),
+        rows(select(3, max_values=4)),
+        f"{ITEM}.max_values",
+        id="max-values-over-options",
+    ),
+    pytest.param(
+        rows(select(3, min_values=0)),
+        rows(select(3, min_values=-1)),
+        f"{ITEM}.min_values",
+        id="min-values",
+    ),
+    pytest.param(
+        rows(select(3, min_values=2, max_values=2)),
+        rows(select(3, min_values=3, max_values=2)),
+        f"{ITEM}.min_values",
+        id="min-over-max",
+    ),
+]
+
+
+@pytest.mark.parametrize(("accepted", "refused", "field"), MESSAGE_LIMITS)
+async def test_message_limits_refuse_just_over_and_accept_at_the_limit(
+    fake: FakeDiscord, accepted: dict[str, Any], refused: dict[str, Any], field: str
+) -> None:
+    url = f"{fake.api_base}/channels/{fake.guild.text_channel.id}/messages"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {fake.token}"}) as http:
+        async with http.post(url, json=accepted) as resp:
+            assert resp.status == 200, await resp.json()
+            message_id = (await resp.json())["id"]
+        async with http.post(url, json=refused) as resp:
+            assert_refused(resp.status, await resp.json(), field)
+        async with http.patch(f"{url}/{message_id}", json=refused) as resp:  # edits too
+            assert_refused(resp.status, await resp.json(), field)
+    assert len(fake.messages_in(fake.guild.text_channel)) == 1
+
+
+async def test_responses_followups_edits_and_dms_are_held_to_the_limits(
+    fake: FakeDiscord, probe: ProbeBot
+) -> None:
+    async def answer(interaction: discord.Interaction) -> None:
+        for attempt in (
+            lambda: interaction.response.send_message(X * 2001),  # refused: type 4 callback
+            lambda: interaction.response.send_message(X * 2000),
+            lambda: interaction.followup.send(X * 2001),
+            lambda: interaction.followup.send(X * 2000),
+            lambda: interaction.edit_original_response(embed=discord.Embed(title=X * 257)),
+            lambda: interaction.edit_original_response(embed=discord.Embed(title=X * 256)),
+            lambda: interaction.user.send(X * 2001),
+            lambda: interaction.user.send(X * 2000),
+        ):
+            try:
+                await attempt()
+            except discord.HTTPException as exc:
+                probe.failures.append(exc)
+
+    sent, callback = await probe_callback(fake, probe, answer)
+    assert_refused(callback.status, callback.response, "data.content")
+    await fake.wait_until(lambda: len(probe.failures) == 4, poll=0.01)
+    assert [(e.status, e.code) for e in probe.failures] == [(400, 50035)] * 4
+    assert [e.text.split("\n")[-1] for e in probe.failures] == [
+        "In data.content: Must be 2000 or fewer in length.",
+        "In content: Must be 2000 or fewer in length.",
+        "In embeds.0.title: Must be 256 or fewer in length.",
+        "In content: Must be 2000 or fewer in length.",
+    ]
+    original = await sent.wait_for_original(lambda m: bool(m.embeds))
+    assert original is not None and original.embeds[0]["title"] == X * 256
+    (dm,) = fake.messages_in(fake.dm_channel(fake.guild.member.user))
+    assert dm.content == X * 2000
+
+
+def probe_modal(title: str = "Probe", **text_input: Any) -> discord.ui.Modal:
+    modal = discord.ui.Modal(title=title, custom_id="probe-modal")
+    modal.add_item(discord.ui.TextInput(**{"label": "Text", "custom_id": "probe:t", **text_input}))
+    return modal
+
+
+MODAL_LIMITS = [
+    pytest.param({"title": X * 45}, {"title": X * 46}, "data.title", id="title"),
+    pytest.param({"label": X * 45}, {"label": X * 46}, f"{INPUT}.label", id="label"),
+    pytest.param(
+        {"placeholder": X * 100},
+        {"placeholder": X * 101},
+        f"{INPUT}.placeholder",
+        id="placeholder",
+    ),
+    pytest.param({"default": X * 4000}, {"default": X * 4001}, f"{INPUT}.value", id="value"),
+    pytest.param(
+        {"max_length": 4000}, {"max_length": 4001}, f"{INPUT}.max_length", id="max-length"
+    ),
+    pytest.param(
+        {"min_length": 10, "max_length": 10},
+        {"min_length": 11, "max_length": 10},
+        f"{INPUT}.min_length",
+        id="min-over-max",
+    ),
+]
+
+
+@pytest.mark.parametrize(("accepted", "refused", "field"), MODAL_LIMITS)
+async def test_modal_limits_refuse_just_over_and_accept_at_the_limit(
+    fake: FakeDiscord,
+    probe: ProbeBot,
+    accepted: dict[str, Any],
+    refused: dict[str, Any],
+    field: str,
+) -> None:
+    opened, ok = await probe_callback(
+        fake, probe, lambda i: i.response.send_modal(probe_modal(**accepted))
+    )
+    assert ok.status == 200, ok.response
+    assert opened.modal is not None and opened.modal["custom_id"] == "probe-modal"
+
+    refused_modal, bad = await probe_callback(
+        fake, probe, lambda i: i.response.send_modal(probe_modal(**refused))
+    )
+    assert refused_modal.modal is None
+    assert_refused(bad.status, bad.response, field)
+    await fake.wait_until(lambda: probe.failures, poll=0.01)
+    assert probe.failures[0].code == 50035
+
+
+def choices(count: int = 1, name: str = "n", value: str = "v") -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=f"{name}{n or ''}", value=value) for n in range(count)]
+
+
+AUTOCOMPLETE_LIMITS = [
+    pytest.param(choices(25), choices(26), "data.choices", id="count"),
+    pytest.param(choices(name=X * 100), choices(name=X * 101), "data.choices.0.name", id="name"),
+    pytest.param(
+        choices(value=X * 100), choices(value=X * 101), "data.choices.0.value", id="value"
+    ),
+    pytest.param(choices(), choices(name=""), "data.choices.0.name", id="empty-name"),
+]
+
+
+@pytest.mark.parametrize(("accepted", "refused", "field"), AUTOCOMPLETE_LIMITS)
+async def test_autocomplete_limits_refuse_just_over_and_accept_at_the_limit(
+    fake: FakeDiscord,
+    probe: ProbeBot,
+    accepted: list[app_commands.Choice[str]],
+    refused: list[app_commands.Choice[str]],
+    field: str,
+) -> None:
+    probe.choices = accepted
+    typing = await fake.autocomplete("probe", {"q": "x"}, focused="q")
+    ok = await typing.wait_for_request("POST /interactions/*/callback")
+    assert ok.status == 200 and len(typing.choices or []) == len(accepted)
+
+    probe.choices = refused
+    again = await fake.autocomplete("probe", {"q": "x"}, focused="q")
+    bad = await again.wait_for_request("POST /interactions/*/callback")
+    assert_refused(bad.status, bad.response, field)
+    assert again.choices is None
+
+
+def command(**parts: Any) -> dict[str, Any]:
+    return {"name": "probe", "type": 1, "description": "Probe", **parts}
+
+
+def string_option(**parts: Any) -> dict[str, Any]:
+    return {"name": "q", "type": 3, "description": "Query", **parts}
+
+
+COMMAND_LIMITS = [
+    pytest.param(
+        command(description=X * 100),
+        command(description=X * 101),
+        "0.description",
+        id="description",
+    ),
+    pytest.param(command(), command(description=""), "0.description", id="empty-description"),
+    pytest.param(command(name=X * 32), command(name=X * 33), "0.name", id="name-length"),
+    pytest.param(command(name="a-b_c'd"), command(name="Probe"), "0.name", id="name-lowercase"),
+    pytest.param(command(name="résumé"), command(name="two words"), "0.name", id="name-chars"),
+    pytest.param(
+        {"name": "Describe It", "type": 3},
+        {"name": "D" * 33, "type": 3},
+        "0.name",
+        id="context-menu-name",
+    ),
+    pytest.param(
+        command(name_localizations={"fr": "sonde"}),
+        command(name_localizations={"fr": "Sonde"}),
+        "0.name_localizations.fr",
+        id="name-localization",
+    ),
+    pytest.param(
+        command(description_localizations={"fr": X * 100}),
+        command(description_localizations={"fr": X * 101}),
+        "0.description_localizations.fr",
+        id="description-localization",
+    ),
+    pytest.param(
+        command(options=[string_option(name=f"o{n}") for n in range(25)]),
+        command(options=[string_option(name=f"o{n}") for n in range(26)]),
+        "0.options",
+        id="options-count",
+    ),
+    pytest.param(
+        command(options=[string_option(name="query")]),
+        command(options=[string_option(name="Query")]),
+        "0.options.0.name",
+        id="option-name",
+    ),
+    pytest.param(
+        command(options=[string_option(description=X * 100)]),
+        command(options=[string_option(description=X * 101)]),
+        "0.options.0.description",
+        id="option-description",
+    ),
+    pytest.param(
+        command(options=[string_option(choices=[{"name": X * 100, "value": "v"}])]),
+        command(options=[string_option(choices=[{"name": X * 101, "value": "v"}])]),
+        "0.options.0.choices.0.name",
+        id="choice-name",
+    ),
+    pytest.param(
+        command(options=[string_option(choices=[{"name": "n", "value": X * 100}])]),
+        command(options=[string_option(choices=[{"name": "n", "value": X * 101}])]),
+        "0.options.0.choices.0.value",
+        id="choice-value",
+    ),
+    pytest.param(
+        command(options=[string_option(choices=[{"name": "c", "value": "v"}] * 25)]),
+        command(options=[string_option(choices=[{"name": "c", "value": "v"}] * 26)]),
+        "0.options.0.choices",
+        id="choices-count",
+    ),
+    pytest.param(
+        command(options=[{"name": "sub", "type": 1, "description": "Sub", "options": []}]),
+        command(options=[{"name": "sub", "type": 1, "description": "Sub", "options": [{}]}]),
+        "0.options.0.options.0.name",
+        id="subcommand-option",
+    ),
+]
+
+
+@pytest.mark.parametrize(("accepted", "refused", "field"), COMMAND_LIMITS)
+async def test_command_limits_refuse_just_over_and_accept_at_the_limit(
+    fake: FakeDiscord, accepted: dict[str, Any], refused: dict[str, Any], field: str
+) -> None:
+    url = f"{fake.api_base}/applications/{fake.application_id}/guilds/{fake.guild.id}/commands"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {fake.token}"}) as http:
+        async with http.put(url, json=[accepted]) as resp:
+            assert resp.status == 200, await resp.json()
+            command_id = (await resp.json())[0]["id"]
+        async with http.put(url, json=[accepted, refused]) as resp:
+            body = await resp.json()
+        assert_refused(resp.status, body, "1" + field[1:])
+        async with http.post(url, json=refused) as resp:  # create one
+            assert_refused(resp.status, await resp.json(), field[2:])
+        async with http.patch(f"{url}/{command_id}", json=refused) as resp:  # edit one
+            assert_refused(resp.status, await resp.json(), field[2:])
+    assert fake.commands(fake.guild.id)[0]["name"] == accepted["name"]
+
+
+def test_limits_discord_py_never_lets_a_bot_break_are_still_checked() -> None:
+    def text_row(n: int) -> dict[str, Any]:
+        text_input = {"type": 4, "style": 1, "custom_id": f"t{n}", "label": "L"}
+        return {"type": 1, "components": [text_input]}
+
+    modal = {"title": "T", "custom_id": "m", "components": [text_row(n) for n in range(5)]}
+    assert modal_problem(modal) is None
+    for components in ([text_row(n) for n in range(6)], []):
+        problem = modal_problem({**modal, "components": components})
+        assert problem is not None and problem.path == ("components",)
+    duplicated = modal_problem({**modal, "components": [text_row(1), text_row(1)]})
+    assert duplicated is not None and duplicated.code == "COMPONENT_CUSTOM_ID_DUPLICATED"
+    text_input = {"type": 4, "style": 1, "custom_id": "t"}  # in a Label: no label of its own
+    label = {"type": 18, "label": X * 45, "description": X * 100, "component": text_input}
+    assert modal_problem({**modal, "components": [label]}) is None
+    for key, size in (("label", 46), ("description", 101)):
+        problem = modal_problem({**modal, "components": [{**label, key: X * size}]})
+        assert problem is not None and problem.path == ("components", 0, key)
+    problem = modal_problem({**modal, "title": ""})
+    assert problem is not None and problem.errors() == {
+        "title": {
+            "_errors": [
+                {"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 45 in length."}
+            ]
+        }
+    }
+    v2 = {"flags": 1 << 15, "components": [{"type": 17, "components": numbered_rows(6)}]}
+    assert message_problem(v2, components_v2=True) is None  # rows in a container: no 5 limit
+
+
+# -- tests: attachment downloads -----------------------------------------------------------
+
+
+async def test_attachment_urls_honour_range_requests(fake: FakeDiscord) -> None:
+    data = bytes(range(256)) * 4
+    upload = fake.make_attachment(data, "blob.bin")
+
+    async with aiohttp.ClientSession() as http:
+
+        async def get(wanted: str | None) -> tuple[int, Any, bytes]:
+            headers = {"Range": wanted} if wanted else {}
+            async with http.get(upload.url, headers=headers) as resp:
+                return resp.status, resp.headers.copy(), await resp.read()
+
+        status, headers, body = await get(None)
+        assert (status, body) == (200, data) and "Content-Range" not in headers
+        assert headers["Accept-Ranges"] == "bytes"
+        for wanted, start, end in (
+            ("bytes=10-19", 10, 19),
+            ("bytes=0-0", 0, 0),
+            ("bytes=1000-", 1000, 1023),
+            ("bytes=1000-5000", 1000, 1023),  # the end is clamped to the last byte
+            ("bytes=-24", 1000, 1023),  # the last 24 bytes
+            ("bytes=-5000", 0, 1023),
+        ):
+            status, headers, body = await get(wanted)
+            assert status == 206, wanted
+            assert headers["Content-Range"] == f"bytes {start}-{end}/1024", wanted
+            assert body == data[start : end + 1] and headers["Content-Length"] == str(len(body))
+        for unsatisfiable in ("bytes=1024-", "bytes=5000-6000", "bytes=-0"):
+            status, headers, body = await get(unsatisfiable)
+            assert status == 416 and headers["Content-Range"] == "bytes */1024", unsatisfiable
+        for ignored in ("bytes=20-10", "items=0-1", "bytes=0-1,5-6"):
+            status, _, body = await get(ignored)
+            assert (status, body) == (200, data), ignored
+
+    recorded = fake.requests_to(f"GET /attachments/*/{upload.id}/blob.bin")
+    assert recorded[1].headers["Range"] == "bytes=10-19" and recorded[1].status == 206

@@ -20,6 +20,7 @@ from client.models import DownloadedImage
 from client.settings import ClientSettings
 from services.errors import InvalidInput, NotAllowed, RepeatedRequest, StudioClosing
 from services.jobs import (
+    NEVER_ACKNOWLEDGED,
     RESTART_LOST_SUBMIT,
     CancelResult,
     Delivery,
@@ -163,7 +164,7 @@ async def cancel_as(
 
 async def run_one(engine: Engine, spec: JobSpec, who: Requester = WHO) -> Job:
     reservation = await engine.jobs.reserve(spec, who)
-    engine.jobs.start(reservation.job)
+    await engine.jobs.accepted(reservation.job)  # as the cog does once Discord took the answer
     return reservation.job
 
 
@@ -501,12 +502,31 @@ async def test_resume_fails_a_job_stuck_in_submitting_and_refunds(engine: Engine
     assert await used_today(engine.storage) == 0
 
 
-async def test_resume_submits_a_reserved_job(engine: Engine) -> None:
+async def test_resume_submits_a_reserved_job_the_member_was_shown(engine: Engine) -> None:
     job = await reserve_raw(engine.storage)
+    await engine.storage.jobs.set_fields(job.id, acknowledged=True)  # Discord took the answer
     assert await engine.jobs.resume() == {"reserved": 1}
     await job_task(job.id)  # the in-memory count drops when the task ends, after DELIVERED
     assert (await engine.storage.jobs.get(job.id)).state == JobState.DELIVERED
     assert engine.fake.count("submit") == 1
+    assert engine.jobs.in_flight(USER, GUILD) == 0
+
+
+async def test_resume_refunds_a_reserved_job_whose_answer_never_reached_discord(
+    engine: Engine,
+) -> None:
+    # The bot died between the reservation and answering the interaction: the member saw
+    # "the application did not respond", so the job must neither run nor cost anything.
+    job = await reserve_raw(engine.storage)
+    assert not job.acknowledged
+    assert await used_today(engine.storage) == 1
+    assert await engine.jobs.resume() == {"never acknowledged": 1}
+    failed = await engine.storage.jobs.get(job.id)
+    assert failed is not None and failed.state == JobState.FAILED
+    assert failed.error == NEVER_ACKNOWLEDGED
+    assert engine.fake.requests == []  # nothing sent to RunComfy
+    assert engine.presenter.outcomes == []  # nothing posted about a job nobody saw
+    assert await used_today(engine.storage) == 0
     assert engine.jobs.in_flight(USER, GUILD) == 0
 
 

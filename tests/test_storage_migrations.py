@@ -137,7 +137,7 @@ async def test_each_upgrade_sets_user_version_in_the_same_transaction(tmp_path):
     commits = [i for i, s in enumerate(statements) if s == "COMMIT"]
     [version] = [i for i, s in enumerate(statements) if s.startswith("PRAGMA user_version =")]
     assert len(begins) == len(commits) == 1
-    ddl = [i for i, s in enumerate(statements) if s.lstrip().startswith("CREATE")]
+    ddl = [i for i, s in enumerate(statements) if s.lstrip().startswith(("CREATE", "ALTER"))]
     assert len(ddl) == sum(len(m) for m in MIGRATIONS)
     assert begins[0] < min(ddl) and max(ddl) < version < commits[0]
 

@@ -43,9 +43,10 @@ import contextlib
 import copy
 import json
 import logging
+import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -209,6 +210,7 @@ class FakeDiscord:
         self.faults: list[Fault] = []
         self._dm_channels: dict[int, FakeChannel] = {}
         self._expired_attachments: set[int] = set()
+        self._forge: Callable[[dict[str, Any]], None] | None = None
         self._waiters = ChangeWaiters()
         self._builder = PayloadBuilder(self)
         self._rest = RestApi(self)
@@ -619,7 +621,19 @@ class FakeDiscord:
             return guild.id
         return guild
 
+    @contextlib.contextmanager
+    def forging(self, mutate: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+        """Interactions sent inside the block are changed by ``mutate(payload)`` first: what a
+        forged or broken client, or a Discord bug, would deliver. The fake keeps its own view."""
+        self._forge = mutate
+        try:
+            yield
+        finally:
+            self._forge = None
+
     async def _send(self, state: InteractionState) -> SentInteraction:
+        if self._forge is not None:
+            self._forge(state.payload)
         self.interactions[state.token] = state
         mark = len(self.requests)
         state.dispatched_at = time.monotonic()
@@ -1168,7 +1182,7 @@ class FakeDiscord:
             attachment = self.attachments.get(int(parts[3]))
             if attachment is not None and attachment.id not in self._expired_attachments:
                 content_type = attachment.content_type or "application/octet-stream"
-                return Reply(200, attachment.data or b"", {"Content-Type": content_type})
+                return _ranged(attachment.data or b"", content_type, rec.headers)
             return Reply(
                 404, b"This content is no longer available.", {"Content-Type": "text/plain"}
             )
@@ -1190,6 +1204,33 @@ def _channel_id(channel: ChannelRef) -> int | None:
 
 def _perm_value(perms: int | discord.Permissions | None) -> int | None:
     return perms.value if isinstance(perms, discord.Permissions) else perms
+
+
+def _ranged(data: bytes, content_type: str, headers: Mapping[str, str]) -> Reply:
+    """Serve ``data`` as a CDN does: all of it (200), or one ``Range: bytes=...`` (206/416).
+
+    A Range header that is not a single well-formed byte range is ignored (RFC 9110).
+    """
+    sent = {"Content-Type": content_type, "Accept-Ranges": "bytes"}
+    wanted = next((v for k, v in headers.items() if k.lower() == "range"), None)
+    found = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", wanted or "")
+    if found is None or found.group(1) == found.group(2) == "":
+        return Reply(200, data, sent)
+    size = len(data)
+    if found.group(1):  # bytes=START- or bytes=START-END
+        start = int(found.group(1))
+        end = min(int(found.group(2)), size - 1) if found.group(2) else size - 1
+        if found.group(2) and int(found.group(2)) < start:
+            return Reply(200, data, sent)  # invalid range: ignored
+    else:  # bytes=-SUFFIX: the last SUFFIX bytes
+        start, end = max(size - int(found.group(2)), 0), size - 1
+        if int(found.group(2)) == 0:
+            start = size  # an empty suffix selects nothing
+    if start >= size:
+        unsatisfiable = {"Content-Type": "text/plain", "Content-Range": f"bytes */{size}"}
+        return Reply(416, b"416: Range Not Satisfiable", unsatisfiable)
+    sent["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return Reply(206, data[start : end + 1], sent)
 
 
 def _flat_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:

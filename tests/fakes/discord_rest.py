@@ -31,6 +31,14 @@ from .discord_interactions import (
     PING,
     InteractionState,
 )
+from .discord_limits import (
+    Problem,
+    autocomplete_problem,
+    command_problem,
+    commands_problem,
+    message_problem,
+    modal_problem,
+)
 from .discord_models import (
     ATTACH_FILES,
     EMBED_LINKS,
@@ -47,7 +55,6 @@ from .discord_models import (
     FakeUser,
     StoredMessage,
     image_size,
-    iter_components,
     number_components,
     sniff_content_type,
 )
@@ -56,12 +63,7 @@ from .discord_recording import Recorded, RecordedFile
 if TYPE_CHECKING:
     from .discord import FakeDiscord
 
-MAX_CONTENT = 2000
-MAX_EMBEDS = 10
 MAX_FILES = 10
-MAX_ACTION_ROWS = 5
-MAX_ROW_BUTTONS = 5
-MAX_CUSTOM_ID = 100
 #: Whole-request ceiling; a larger per-interaction ``attachment_size_limit`` raises it.
 MAX_REQUEST_BYTES = 25 * 1024 * 1024
 INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
@@ -97,6 +99,11 @@ def invalid_form(field_name: str, code: str, message: str) -> Reply:
         "Invalid Form Body",
         {field_name: {"_errors": [{"code": code, "message": message}]}},
     )
+
+
+def form_error(problem: Problem, *prefix: str) -> Reply:
+    """400 50035 with Discord's nested ``errors`` naming the field (see discord_limits)."""
+    return error(400, 50035, "Invalid Form Body", problem.under(*prefix).errors())
 
 
 Handler = Callable[[Recorded, dict[str, str]], Awaitable[Reply]]
@@ -272,6 +279,9 @@ class RestApi:
             return error(404, 10002, "Unknown Application")
         if not isinstance(rec.json, list):
             return invalid_form("_root", "LIST_TYPE_CONVERT", "Must be a list")
+        problem = commands_problem(rec.json)
+        if problem is not None:
+            return form_error(problem)
         fresh = [self._normalise_command(spec, guild_id, store) for spec in rec.json]
         store.clear()
         store.update({int(c["id"]): c for c in fresh})
@@ -283,6 +293,9 @@ class RestApi:
             guild_id, store = self._command_scope(p)
         except LookupError:
             return error(404, 10002, "Unknown Application")
+        problem = command_problem(rec.json if isinstance(rec.json, dict) else {})
+        if problem is not None:
+            return form_error(problem)
         command = self._normalise_command(rec.json, guild_id, store)
         created = int(command["id"]) not in store
         store[int(command["id"])] = command
@@ -304,6 +317,9 @@ class RestApi:
         command = store.get(int(p["command_id"]))
         if command is None:
             return error(404, 10063, "Unknown application command")
+        problem = command_problem(rec.json or {}, partial=True, command_type=command["type"])
+        if problem is not None:
+            return form_error(problem)
         command.update(rec.json or {})
         return Reply(200, command)
 
@@ -325,17 +341,16 @@ class RestApi:
         *,
         file_limit: int,
         creating: bool,
+        prefix: tuple[str, ...] = (),
     ) -> Reply | None:
-        """Discord's message limits; None when the message is acceptable."""
-        content = body.get("content")
-        if content is not None and len(str(content)) > MAX_CONTENT:
-            return invalid_form(
-                "content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length."
-            )
-        if len(body.get("embeds") or ()) > MAX_EMBEDS:
-            return invalid_form(
-                "embeds", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_EMBEDS} or fewer in length."
-            )
+        """Discord's message limits; None when the message is acceptable.
+
+        ``prefix`` is where the message sits in the request (``("data",)`` in a callback).
+        """
+        v2 = bool(int(body.get("flags") or 0) & MESSAGE_FLAG_COMPONENTS_V2)
+        problem = message_problem(body, components_v2=v2)
+        if problem is not None:
+            return form_error(problem, *prefix)
         if len(files) > MAX_FILES or len(body.get("attachments") or ()) > MAX_FILES:
             return invalid_form(
                 "attachments", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FILES} or fewer in length."
@@ -344,12 +359,9 @@ class RestApi:
             MAX_REQUEST_BYTES, file_limit
         ):
             return error(413, 40005, "Request entity too large")
-        problem = self._component_problem(body)
-        if problem is not None:
-            return problem
         if creating:
             has_something = (
-                bool(content)
+                bool(body.get("content"))
                 or bool(body.get("embeds"))
                 or bool(files)
                 or bool(body.get("components"))
@@ -358,40 +370,6 @@ class RestApi:
             )
             if not has_something:
                 return error(400, 50006, "Cannot send an empty message")
-        return None
-
-    @staticmethod
-    def _component_problem(body: dict[str, Any]) -> Reply | None:
-        components = body.get("components")
-        if not components:
-            return None
-        v2 = int(body.get("flags") or 0) & MESSAGE_FLAG_COMPONENTS_V2
-        if not v2:
-            if len(components) > MAX_ACTION_ROWS:
-                return invalid_form(
-                    "components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length."
-                )
-            for row in components:
-                if row.get("type") == 1 and len(row.get("components", ())) > MAX_ROW_BUTTONS:
-                    return invalid_form(
-                        "components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length."
-                    )
-        seen: set[str] = set()
-        for comp in iter_components(components):
-            custom_id = comp.get("custom_id")
-            if custom_id is None:
-                continue
-            if len(custom_id) > MAX_CUSTOM_ID:
-                return invalid_form(
-                    "components", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."
-                )
-            if custom_id in seen:
-                return invalid_form(
-                    "components",
-                    "COMPONENT_CUSTOM_ID_DUPLICATED",
-                    "Component custom id cannot be duplicated",
-                )
-            seen.add(custom_id)
         return None
 
     def _attachment(
@@ -598,9 +576,15 @@ class RestApi:
                 rec.files,
                 file_limit=state.attachment_size_limit,
                 creating=ctype == CALLBACK_MESSAGE,
+                prefix=("data",),
             )
             if problem is not None:
                 return problem
+        elif ctype in (CALLBACK_MODAL, CALLBACK_AUTOCOMPLETE):
+            check = modal_problem if ctype == CALLBACK_MODAL else autocomplete_problem
+            found = check(data)
+            if found is not None:
+                return form_error(found, "data")
         if ctype == CALLBACK_MESSAGE:
             msg = self.create_stored(
                 channel_id=state.channel_id,

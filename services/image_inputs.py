@@ -1,0 +1,67 @@
+"""Images a member hands in, checked before anything is reserved: where they are and what they
+really are (the first bytes, not the declared type). No discord import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from client import RunComfyClient
+from client.errors import RunComfyError
+from services.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+# Where Discord serves uploaded files (attachments, and its proxied copies of embed images).
+DISCORD_CDN_ORIGINS = ("https://cdn.discordapp.com", "https://media.discordapp.net")
+SNIFF_TIMEOUT = 2.0  # seconds for the first bytes; the interaction is deferred meanwhile
+
+NamedUrl = tuple[str, str]  # (what the member calls it, e.g. "image2"; its URL)
+
+
+class InputImages:
+    def __init__(
+        self, client: RunComfyClient, *, origins: Sequence[str] = DISCORD_CDN_ORIGINS
+    ) -> None:
+        self._client = client
+        self._origins = frozenset(o.rstrip("/").lower() for o in origins)
+
+    async def check(self, images: Sequence[NamedUrl]) -> None:
+        """Raise InvalidInput for the first image that is not a real image on Discord's CDN."""
+        for name, url in images:
+            if _origin(url) not in self._origins:
+                raise InvalidInput(
+                    name, f"`{name}` isn't a file uploaded to Discord. Nothing was charged."
+                )
+        found = await asyncio.gather(*(self._sniff(url) for _, url in images))
+        for (name, url), kind in zip(images, found, strict=True):
+            if kind == "":
+                raise InvalidInput(
+                    name,
+                    f"`{name}` couldn't be read from Discord (it may have expired); upload it"
+                    " again. Nothing was charged.",
+                )
+            if kind is None:
+                log.info("input %s is not an image by its first bytes: %s", name, url)
+                raise InvalidInput(
+                    name, f"`{name}` isn't really a PNG, JPEG or WebP image. Nothing was charged."
+                )
+
+    async def _sniff(self, url: str) -> str | None:
+        """The sniffed type; None: not an image; "": could not be read."""
+        try:
+            return await self._client.sniff(url, timeout=SNIFF_TIMEOUT)
+        except RunComfyError as err:
+            log.info("could not read an input image: %s", err)
+            return ""
+
+
+def _origin(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}".lower()
