@@ -1,39 +1,32 @@
 """The one database connection and how work reaches it.
 
-aiosqlite runs each awaited call as a hop to its worker thread. A reservation or a transition is
-several statements; awaiting each one would cost a hop apiece. Instead every storage operation
-is a plain synchronous function over the ``sqlite3.Connection`` that runs on aiosqlite's worker
-thread in one hop (:func:`run_sync`).
+The ``sqlite3.Connection`` lives on one thread of our own (:class:`_Worker`), so the event loop
+never blocks on SQLite. A reservation is several statements; rather than a hop to the thread
+for each, every storage operation is a synchronous function over the connection run there in
+one hop. One thread, one queue: hops run in the order they were queued.
 
-Writes go through :class:`Database.write`, which groups them (group commit): the writes queued
-while the previous group was being committed run together in ONE ``BEGIN IMMEDIATE ... COMMIT``.
-Each operation is still atomic on its own (if one raises, the group is rolled back and re-run
-with each operation in its own SAVEPOINT, so only the failing one is undone and only its caller
-sees the error), operations run in the order they were submitted and each sees the effects of
-those before it, and no caller hears "done" before the COMMIT that made its write durable. A
-transaction's cost is dominated by writing its pages to the WAL at COMMIT; a group shares those
-pages, which is what makes thousands of reservations a second possible. ``BEGIN IMMEDIATE``
-takes the write lock up front, so another process (a second bot, a maintenance script) waits
-(busy timeout) instead of failing half-way.
+Writes go through :meth:`Database.write`, which groups them (group commit): those queued while
+the previous group was committing run together in ONE ``BEGIN IMMEDIATE ... COMMIT``. Writing
+pages to the WAL at COMMIT dominates a transaction's cost and a group shares it: that is what
+makes thousands of reservations a second possible. Each write is still atomic alone (if one
+raises, the group is rolled back and re-run with a SAVEPOINT per write, so only the failing one
+is undone and only its caller sees the error); writes run in the order submitted, each seeing
+those before it, and no caller hears "done" before the COMMIT that made its write durable.
+``BEGIN IMMEDIATE`` takes the write lock up front, so another process (a second bot, a
+maintenance script) waits (busy timeout) instead of failing half-way.
 
-Cancellation: a write whose caller is cancelled while it is still queued (not yet in a group
-handed to the database thread) is dropped: it never happens. Once handed over it cannot be
-stopped: it commits (or fails) with its group, and the caller, already gone, never hears which.
-That is safe for the idempotent, compare-and-set writes (transitions, commit, refund, settings);
-a write that creates something only its caller would know about passes ``undo`` to
-:meth:`Database.write`, which queues the compensating write when that happens
-(``JobStore.create_reserved`` fails the orphaned job and refunds it, so a cancelled request never
-holds a member's credits or in-flight slot). A caller whose write must land even if it is
-cancelled (recording a request_id) shields it. Closing runs every queued write first.
-
-Durability: WAL with ``synchronous=NORMAL``. A process crash (even SIGKILL) loses nothing that
-was committed; a power loss or OS crash may lose the last transactions but never corrupts the
-file.
+Cancellation: a write cancelled while still queued never happens; once handed to the thread it
+commits (or fails) with its group, unheard. That is safe for the idempotent, compare-and-set
+writes; one that creates something only its caller knows of passes ``undo`` (see
+:meth:`Database.write`; ``JobStore.create_reserved`` fails and refunds the orphaned job). A
+caller whose write must land even if cancelled (recording a request_id) shields it. Closing runs
+every queued write first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -43,15 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from storage.models import DatabaseOpenError, StorageError
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[Exception | None, Any]
+Call = tuple[asyncio.Future[Any], Callable[[], Any]]  # a hop, queued for the database thread
 
 log = logging.getLogger(__name__)
 
@@ -59,42 +52,7 @@ BUSY_TIMEOUT_MS = 5000
 CACHE_KIB = 16 * 1024  # page cache per connection; SQLite's default is 2 MiB
 MAX_GROUP = 256  # writes per shared transaction; bounds how long one hop holds the thread
 GROUPS_IN_FLIGHT = 1
-WORKER_STOP_TIMEOUT = 5.0  # seconds to wait for aiosqlite's thread after a failed connect
-
-
-async def run_sync(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``fn(sqlite3_connection)`` on aiosqlite's worker thread, in one hop.
-
-    aiosqlite has no public call for this. ``Connection._execute(fn)`` queues a callable on the
-    worker thread that owns the sqlite3 connection and awaits its result; ``Connection._conn`` is
-    that sqlite3 connection (ValueError once closed). Both exist from aiosqlite 0.20 to the
-    installed 0.22.1 (core.py). The only other internal used is the worker thread, in
-    :func:`_join_worker`. :class:`Database` never calls this after closing the connection.
-    """
-    return await conn._execute(lambda: fn(conn._conn))
-
-
-def _worker_thread(conn: aiosqlite.Connection) -> threading.Thread | None:
-    # 0.22 keeps its worker in ``_thread``; up to 0.20 the connection *was* the thread.
-    if isinstance(conn, threading.Thread):
-        return conn
-    thread = getattr(conn, "_thread", None)
-    return thread if isinstance(thread, threading.Thread) else None
-
-
-async def _join_worker(conn: aiosqlite.Connection) -> None:
-    """Wait for the worker thread of a connection whose opening failed.
-
-    On a failed connect aiosqlite queues its thread's stop, but nobody waits for it: the thread
-    then reports back to the event loop, and if the loop has closed meanwhile (the bot exiting on
-    this very error) it dies with a "RuntimeError: Event loop is closed" traceback.
-    """
-    thread = _worker_thread(conn)
-    if thread is None or not thread.is_alive():
-        return
-    await asyncio.to_thread(thread.join, WORKER_STOP_TIMEOUT)
-    if thread.is_alive():
-        log.warning("aiosqlite's worker thread did not stop after a failed connect")
+THREAD_NAME = "storage-db"  # the database thread's name
 
 
 def _check_path(path: Path) -> None:
@@ -121,23 +79,6 @@ def _sqlite_problem(exc: BaseException) -> str:
     if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
         return "the file is not an SQLite database"
     return f"SQLite: {exc}"
-
-
-def _configure(conn: sqlite3.Connection) -> None:
-    """Connection settings only: nothing here changes the file (see enable_wal)."""
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-    # Reads the header: a file that is not a database fails here, while opening.
-    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-
-
-def _enable_wal(conn: sqlite3.Connection) -> str:
-    # journal_mode cannot change inside a transaction; WAL persists in the file once set.
-    return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -194,8 +135,10 @@ def run_group(conn: sqlite3.Connection, ops: list[Op]) -> list[Outcome]:
     try:
         try:
             results = [op(conn) for op in ops]
-        except Exception:
+        except Exception as exc:
             _rollback(conn)
+            # The error's type only: its message may quote what a member typed.
+            log.debug("a write in a group of %d failed (%s)", len(ops), type(exc).__name__)
             return _run_isolated(conn, ops)
         conn.execute("COMMIT")
     except BaseException:
@@ -241,6 +184,77 @@ def _run_isolated(conn: sqlite3.Connection, ops: list[Op]) -> list[Outcome]:
             raise
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    """On the database thread (a sqlite3 connection is tied to it): connect and set up."""
+    # Connection settings only: nothing here changes the file (see enable_wal).
+    # isolation_level=None: the sqlite3 module opens no transactions of its own; we do.
+    conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # With WAL: a crash (even SIGKILL) loses nothing committed; a power loss or OS crash may
+        # lose the last transactions but never corrupts the file.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        # Reads the header: a file that is not a database fails here, while opening.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _answer(future: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
+    if not future.done():  # done: its caller was cancelled
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+class _Worker:
+    """The database thread: runs calls in order, one at a time, answering on the event loop.
+    Not a ThreadPoolExecutor: measured, its hops cost 1.2-2x as much, 3-6x when many queue."""
+
+    def __init__(self) -> None:
+        self._calls: SimpleQueue[Call | None] = SimpleQueue()  # None: stop
+        # Daemon: a database nobody closed must not hang the bot's exit; an interrupted
+        # transaction is rolled back by SQLite on the next open, as after a crash.
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[..., T], *args: Any, defer: bool = False) -> asyncio.Future[T]:
+        """Queue ``fn(*args)`` now or (``defer``) after this loop turn; runs even if cancelled."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        call: Call = (future, partial(fn, *args))
+        if defer:
+            loop.call_soon(self._calls.put, call)
+        else:
+            self._calls.put(call)
+        return future
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, fn = item
+            try:
+                error, result = None, fn()
+            except BaseException as exc:  # handed to the caller, like any result
+                error, result = exc, None
+            with contextlib.suppress(RuntimeError):  # the event loop closed: nobody is waiting
+                future.get_loop().call_soon_threadsafe(_answer, future, error, result)
+
+    async def stop(self, last: Callable[[], object]) -> None:
+        """Run ``last`` after all queued (deferred too; nothing may follow), end the thread and wait
+        for it, so it never outlives the event loop (a failed open); if cancelled, it still ends."""
+        done = self.call(last, defer=True)
+        asyncio.get_running_loop().call_soon(self._calls.put, None)
+        await asyncio.shield(done)
+        self._thread.join()  # it has nothing left to run: this only waits for it to exit
+
+
 @dataclass(slots=True)
 class _Write:
     op: Op
@@ -249,51 +263,43 @@ class _Write:
     what: str = "a write"  # for the log, when nobody is waiting for the outcome
 
 
-def _log_detached_failure(write: _Write, future: asyncio.Future[Any]) -> None:
+def _log_failure(what: str, future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
-        log.error("%s failed: %r", write.what, exc)
+        log.error("%s failed: %r", what, exc)
 
 
 class Database:
     """The connection: grouped writes, snapshot reads, single-statement queries."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
+    def __init__(self, worker: _Worker, conn: sqlite3.Connection, path: Path) -> None:
+        self._worker = worker
+        self._conn = conn  # used on the worker's thread only
         self.path = path
         self._queue: deque[_Write] = deque()
-        self._groups: set[asyncio.Task[list[Outcome]]] = set()
+        self._groups: set[asyncio.Future[list[Outcome]]] = set()
         self._closing = False  # no new writes
         self._closed = False  # the connection is closed (or closing): no hops at all
 
     @classmethod
     async def connect(cls, path: Path) -> Database:
         """Open ``path`` (creating its folder) and set the connection up; nothing is written.
-
-        Raises DatabaseOpenError (naming the path and the problem) if the file cannot be used.
-        """
+        Raises DatabaseOpenError (naming the path and the problem) if the file cannot be used."""
         _check_path(path)
-        # isolation_level=None: the sqlite3 module opens no transactions of its own; we do.
-        pending = aiosqlite.connect(path, isolation_level=None, cached_statements=256)
+        worker = _Worker()
         try:
-            conn = await pending
+            conn = await worker.call(_open, path)
         except BaseException as exc:
-            await _join_worker(pending)
+            await worker.stop(lambda: None)
             if isinstance(exc, sqlite3.Error | OSError):
                 raise DatabaseOpenError(path, _sqlite_problem(exc)) from exc
             raise
-        try:
-            await run_sync(conn, _configure)
-        except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise DatabaseOpenError(path, _sqlite_problem(exc)) from exc
-            raise
-        return cls(conn, path)
+        return cls(worker, conn, path)
 
     async def enable_wal(self) -> None:
         """Switch the file to WAL (it stays so); call once the schema is known to be ours."""
         try:
-            mode = await self.query(_enable_wal)
+            # journal_mode cannot change inside a transaction; WAL persists in the file once set.
+            mode = await self.query(lambda c: c.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         except sqlite3.Error as exc:
             raise DatabaseOpenError(self.path, _sqlite_problem(exc)) from exc
         if str(mode).lower() != "wal":
@@ -323,9 +329,8 @@ class Database:
     def _detach(self, op: Op, what: str) -> None:
         """Queue a write nobody awaits; a failure is logged."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        write = _Write(op, future, None, what)
-        future.add_done_callback(partial(_log_detached_failure, write))
-        self._queue.append(write)
+        future.add_done_callback(partial(_log_failure, what))
+        self._queue.append(_Write(op, future, None, what))
 
     def _dispatch(self) -> None:
         # One group at a time: the writes that queue up meanwhile form the next, larger group
@@ -342,63 +347,53 @@ class Database:
                 for write in group:
                     write.future.set_exception(StorageError("the database closed first"))
                 continue
-            ops = [write.op for write in group]
-            task = asyncio.ensure_future(run_sync(self._conn, partial(run_group, ops=ops)))
-            self._groups.add(task)
-            task.add_done_callback(partial(self._settle, group))
+            # Handed over now (a caller cancelled from here on still commits), but queued on the
+            # thread after this loop turn, as before: reads that tasks already scheduled ask for
+            # in this turn see the state before it. Nothing cancels ``hop``: _settle always runs.
+            hop = self._worker.call(run_group, self._conn, [w.op for w in group], defer=True)
+            self._groups.add(hop)
+            hop.add_done_callback(partial(self._settle, group))
 
-    def _settle(self, group: list[_Write], task: asyncio.Task[list[Outcome]]) -> None:
-        self._groups.discard(task)
-        if task.cancelled():
-            # The loop is shutting down: the thread may still have committed the group.
-            error = StorageError("cancelled before the write's outcome was known")
-            outcomes: list[Outcome] = [(error, None)] * len(group)
-        elif (exc := task.exception()) is not None:
+    def _settle(self, group: list[_Write], hop: asyncio.Future[list[Outcome]]) -> None:
+        self._groups.discard(hop)
+        if (exc := hop.exception()) is None:
+            outcomes: list[Outcome] = hop.result()
+        else:
             log.warning("a group of %d writes failed and was rolled back: %r", len(group), exc)
             outcomes = [(exc if isinstance(exc, Exception) else StorageError(repr(exc)), None)]
             outcomes *= len(group)
-        else:
-            outcomes = task.result()
         for write, (error, result) in zip(group, outcomes, strict=True):
-            if write.future.done():
+            if not write.future.done():
+                _answer(write.future, error, result)
+            elif error is None and write.undo is not None:
                 # The caller was cancelled while its write was on the thread: the write stands.
-                if error is None and write.undo is not None:
-                    self._detach(write.undo(result), f"undoing {write.what}")
-                continue
-            if error is None:
-                write.future.set_result(result)
-            else:
-                write.future.set_exception(error)
+                self._detach(write.undo(result), f"undoing {write.what}")
         self._dispatch()
 
-    def _check_open(self) -> None:
+    def _call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._closed:
             raise StorageError("the database is closed")
+        return self._worker.call(fn, self._conn, *args)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run several SELECTs over one consistent snapshot."""
-        self._check_open()
-        return await run_sync(self._conn, lambda c: read_txn(c, fn))
+        return await self._call(read_txn, fn)
 
     async def query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a single statement (its own implicit transaction)."""
-        self._check_open()
-        return await run_sync(self._conn, fn)
+        return await self._call(fn)
 
     async def close(self) -> None:
-        """Finish every queued write (and what they queue), then close the connection.
-
-        If this wait is cancelled, writes not yet on the thread fail with StorageError and the
-        connection still closes (after the write on the thread, which aiosqlite runs first).
-        """
+        """Finish every queued write (and what they queue), then close the connection. If this
+        wait is cancelled, writes not yet on the thread fail with StorageError and the connection
+        still closes (after whatever is already on the thread, which runs first)."""
         self._closing = True
         try:
             while self._groups:
                 await asyncio.wait(set(self._groups))
         finally:
             self._closed = True
-            while self._queue:
-                write = self._queue.popleft()
-                if not write.future.done():
-                    write.future.set_exception(StorageError("the database closed first"))
-            await self._conn.close()
+            for write in self._queue:
+                _answer(write.future, StorageError("the database closed first"), None)
+            self._queue.clear()
+            await self._worker.stop(self._conn.close)

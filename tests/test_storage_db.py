@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from storage import DatabaseOpenError, InvalidSettingError, JobState, Storage, StorageError
-from storage.db import run_group
+from storage.db import THREAD_NAME, run_group
 from storage.jobs import ABANDONED_ERROR
 from tests.storage_fixtures import GUILD, new_job, open_storage
 
@@ -165,8 +165,16 @@ def test_a_write_that_makes_sqlite_abandon_the_transaction_undoes_no_other_write
 # --- opening a path that cannot be a database ------------------------------------------------
 
 
-def _aiosqlite_workers() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+def _database_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith(THREAD_NAME)}
+
+
+async def test_closing_ends_the_database_thread(tmp_path):
+    before = _database_threads()
+    async with open_storage(tmp_path) as storage:
+        await storage.jobs.create_reserved(new_job())
+        assert len(_database_threads() - before) == 1
+    assert _database_threads() == before
 
 
 async def _open(path: Path) -> None:
@@ -187,18 +195,18 @@ def _open_error(path: Path) -> DatabaseOpenError:
 
 def test_a_path_sqlite_cannot_open_fails_cleanly_and_leaves_no_thread_behind(tmp_path, monkeypatch):
     # A unix socket passes every check on the path, then SQLite itself fails to open it. That
-    # is the failure after which aiosqlite's worker thread used to outlive the event loop and die
-    # with "RuntimeError: Event loop is closed".
+    # is the failure after which the database thread could outlive the event loop (with aiosqlite
+    # it died with "RuntimeError: Event loop is closed").
     unopenable = tmp_path / "s"
     thread_errors: list[object] = []
     monkeypatch.setattr(threading, "excepthook", thread_errors.append)
-    before = _aiosqlite_workers()
+    before = _database_threads()
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(unopenable))
         for _ in range(5):
             error = _open_error(unopenable)
             assert "unable to open database file" in error.problem
-            assert _aiosqlite_workers() == before  # stopped before the error was raised
+            assert _database_threads() == before  # stopped before the error was raised
     assert thread_errors == []
 
 
