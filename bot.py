@@ -27,7 +27,8 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +38,46 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 from client import RunComfyClient
-from cogs.buttons import DYNAMIC_ITEMS
+from cogs.modlog_sink import DiscordModLog
+from cogs.pacing import Pacing
+from cogs.presenter import DiscordPresenter
+from cogs.render import NO_MENTIONS
 from cogs.tree import StudioTree
 from services.admin import AdminService
 from services.image_inputs import InputImages
 from services.jobs import JobService
-from services.moderation import ModerationService
+from services.moderation import ModerationService, ModLog
 from services.policy import PolicyService
 from services.settings import BotSettings, SettingsError, log_level_number
 from storage import SchemaTooNewError, Storage
 
 log = logging.getLogger("studio")
 
+READY_GRACE = 2.0  # seconds a stop waits for discord.py to finish becoming ready
+HANDLING_GRACE = 5.0  # seconds a stop waits for buttons and forms being handled
 # Loaded in this order by setup_hook; each module has an async setup(bot).
 EXTENSIONS = ("cogs.studio", "cogs.admin", "cogs.modlog", "cogs.unanswered")
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the bot is built with (see ``wire``)."""
+
+    policy: PolicyService
+    admin: AdminService
+    jobs: JobService
+    moderation: ModerationService
+    pacing: Pacing
+    presenter: DiscordPresenter
+    modlog_sink: DiscordModLog
+
+
 class StudioBot(commands.Bot):
-    """The bot, holding the services it was given (never creating its own)."""
+    """The bot, holding the services it was given (never creating its own).
+
+    ``services`` builds them around the bot, once, here: the Discord side (presenter, log) needs
+    the bot to talk to Discord, and the engine needs the Discord side from its first moment.
+    """
 
     def __init__(
         self,
@@ -62,10 +85,7 @@ class StudioBot(commands.Bot):
         settings: BotSettings,
         storage: Storage,
         runcomfy: RunComfyClient,
-        policy: PolicyService,
-        admin: AdminService,
-        jobs: JobService,
-        moderation: ModerationService,
+        services: Callable[[StudioBot], Services],
         sync_commands: bool = False,
         sync_only: bool = False,
         **options: Any,
@@ -77,21 +97,26 @@ class StudioBot(commands.Bot):
             help_command=None,
             intents=intents,
             tree_cls=StudioTree,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=NO_MENTIONS,
             **options,
         )
         self.settings = settings
         self.storage = storage
         self.runcomfy = runcomfy
-        self.policy = policy
-        self.admin = admin
-        self.jobs = jobs
-        self.moderation = moderation
+        built = services(self)
+        self.policy = built.policy
+        self.admin = built.admin
+        self.jobs = built.jobs
+        self.moderation = built.moderation
+        self.pacing = built.pacing
+        self.presenter = built.presenter
+        self.modlog_sink = built.modlog_sink
         self.sync_commands = sync_commands
         self.sync_only = sync_only  # --sync: set up the commands, sync, nothing else
         self.accepting = True  # False once shutting down: new commands are refused
         self.synced: bool | None = None  # what setup_hook decided, for tests and logs
         self.open_forms: set[str] = set()  # custom_ids of the forms discord.py holds (cogs.routing)
+        self.handling: set[asyncio.Task[Any]] = set()  # button and form actions running now
 
     @property
     def tree(self) -> StudioTree:  # type: ignore[override]  # narrowed to our subclass
@@ -100,7 +125,6 @@ class StudioBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.add_dynamic_items(*DYNAMIC_ITEMS)  # cogs.modlog registers its own buttons
         if self.sync_only:
             self.synced = await self.sync_if_changed()
             return
@@ -179,12 +203,48 @@ class StudioBot(commands.Bot):
         log.info("ready as %s (%s) in %d guilds", self.user, self.application_id, len(self.guilds))
 
     async def close(self) -> None:
+        if not self.is_ready() and self.ws is not None:
+            # Connected but READY not yet dispatched: discord.py would dispatch it after close
+            # had torn the client down (and log a task error). Let it finish first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait_until_ready(), timeout=READY_GRACE)
         if self.accepting:
             self.accepting = False
             log.info("shutting down: no new commands; unfinished jobs stay in the database")
+            if self.handling:  # clicks being handled (an Approve posting its result) finish
+                await asyncio.wait(list(self.handling), timeout=HANDLING_GRACE)
+            self.presenter.close()
             await self.jobs.close()
             await self.moderation.close()
         await super().close()
+
+
+def wire(
+    bot: StudioBot, settings: BotSettings, storage: Storage, runcomfy: RunComfyClient
+) -> Services:
+    """Build every service around ``bot``, each with its collaborators from the start."""
+    policy = PolicyService(
+        storage, default_safety=settings.default_safety, allow_dms=settings.allow_dms
+    )
+    admin = AdminService(
+        storage, policy, global_default_credits=settings.quota.default_daily_credits
+    )
+    pacing = Pacing(settings.timing)
+    presenter = DiscordPresenter(bot, pacing, settings.timing)
+    sink = DiscordModLog(bot, presenter)
+    modlog = ModLog(storage, policy, runcomfy, sink)
+    jobs = JobService(
+        storage,
+        runcomfy,
+        policy,
+        presenter,
+        quota=settings.quota,
+        timing=settings.timing,
+        events=modlog,
+        inputs=InputImages(runcomfy, origins=settings.discord_cdn_origins),
+    )
+    moderation = ModerationService(storage, jobs, policy, admin, modlog, sink)
+    return Services(policy, admin, jobs, moderation, pacing, presenter, sink)
 
 
 def create_bot(
@@ -197,32 +257,13 @@ def create_bot(
     sync_only: bool = False,
     **options: Any,
 ) -> StudioBot:
-    """Wire the services around an open session and database."""
-    runcomfy = runcomfy or RunComfyClient(session, settings.client)
-    policy = PolicyService(
-        storage, default_safety=settings.default_safety, allow_dms=settings.allow_dms
-    )
-    admin = AdminService(
-        storage, policy, global_default_credits=settings.quota.default_daily_credits
-    )
-    jobs = JobService(
-        storage,
-        runcomfy,
-        policy,
-        quota=settings.quota,
-        timing=settings.timing,
-        inputs=InputImages(runcomfy, origins=settings.discord_cdn_origins),
-    )
-    moderation = ModerationService(storage, jobs, policy, admin)
-    moderation.attach()
+    """The bot, with its services, around an open session and database."""
+    client = runcomfy or RunComfyClient(session, settings.client)
     return StudioBot(
         settings=settings,
         storage=storage,
-        runcomfy=runcomfy,
-        policy=policy,
-        admin=admin,
-        jobs=jobs,
-        moderation=moderation,
+        runcomfy=client,
+        services=lambda bot: wire(bot, settings, storage, client),
         sync_commands=sync_commands or sync_only,
         sync_only=sync_only,
         **options,

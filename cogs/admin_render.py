@@ -1,22 +1,27 @@
 """What ``/admin`` answers look like: settings, stats, ledgers, bans, blocklists. Pure functions.
 
-User text (reasons, patterns) is shown escaped; nothing here pings anyone (the cog sends every
-answer with no allowed mentions).
+The admin service returns records and report dataclasses; these functions word them. User text
+(reasons, patterns) is shown escaped; nothing here pings anyone (the cog sends every answer with
+no allowed mentions). A list that may not fit one message is a ``Listing``: its header and lines.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import discord
+from discord.utils import format_dt
 
 from cogs.modlog_render import jump_url
-from services.admin import SettingsSummary, StatsReport
-from services.policy import discord_time, format_duration, listed
+from cogs.render import format_duration, listed
+from services.admin import BlocklistReport, LedgerReport, SettingsSummary, StatsReport
 from storage.models import Balance, Ban, BlocklistEntry, GuildPolicy, GuildStats, Job, LedgerEntry
 
 MAX_MESSAGE = 2000
 MAX_LISTED = 15  # bans, tiers and the like listed in /admin settings before "and N more"
+
+Listing = tuple[str, list[str]]  # a header, then one line per item
 
 
 def escaped(text: str) -> str:
@@ -38,14 +43,81 @@ def roles_text(policy: GuildPolicy) -> str:
     return listed(tags, limit=MAX_LISTED) or "everyone"
 
 
+def default_credits_text(policy: GuildPolicy) -> str:
+    credits = policy.default_daily_credits
+    if credits is None:
+        return "Members now get the bot's default daily credits."
+    return f"Members now get {credits} credits a day (unless a tier or override says)."
+
+
+def daily_cap_text(policy: GuildPolicy) -> str:
+    if policy.daily_cap is None:
+        return "This server no longer has a daily cap."
+    return f"This server may now spend at most {policy.daily_cap} credits a day."
+
+
+def safety_text(policy: GuildPolicy, *, changed: bool) -> str:
+    return (
+        f"The safety ceiling {'is now' if changed else 'is'} {policy.max_safety}"
+        f" ({policy.max_safety_age_restricted} in age-restricted channels)."
+    )
+
+
+def log_channel_text(policy: GuildPolicy) -> str:
+    if policy.log_channel_id is not None:
+        return f"The moderators' log now goes to <#{policy.log_channel_id}>."
+    if policy.approval_mode:
+        return (
+            "The moderators' log is off. Approval mode needs it: until a log channel is set,"
+            " results are posted without approval."
+        )
+    return "The moderators' log is off."
+
+
+def approval_text(policy: GuildPolicy) -> str:
+    if not policy.approval_mode:
+        return (
+            "Approval mode is off: results are posted as soon as they're ready"
+            " (results already waiting in the log still need a moderator)."
+        )
+    if policy.log_channel_id is None:
+        return (
+            "Approval mode is on, but there is no log channel for moderators to approve in."
+            " Set a log channel with `/admin log-channel`: until then, results are posted"
+            " without approval."
+        )
+    return "Approval mode is on: results wait for a moderator in the log channel."
+
+
+def cooldown_text(policy: GuildPolicy) -> str:
+    if not policy.cooldown_seconds:
+        return "No cooldown between jobs."
+    return f"Members now wait {format_duration(policy.cooldown_seconds)} between jobs."
+
+
+def in_flight_text(policy: GuildPolicy) -> str:
+    jobs = policy.max_jobs_in_flight
+    return f"Members may now have {jobs} job{'s' if jobs != 1 else ''} in progress at once."
+
+
+def dms_text(policy: GuildPolicy) -> str:
+    if policy.dms_enabled:
+        return "The bot may now DM members (a DM tells them when a result is rejected)."
+    return "The bot won't DM members; it answers in the channel instead."
+
+
 def tiers_text(policy: GuildPolicy) -> str:
     tiers = sorted(policy.role_tiers.items(), key=lambda kv: (-kv[1], kv[0]))
     return listed([f"<@&{role}>: {c}" for role, c in tiers], limit=MAX_LISTED) or "none"
 
 
+def until_text(until: datetime | None) -> str:
+    """How long a ban lasts."""
+    return "until lifted" if until is None else f"until {format_dt(until, 'f')}"
+
+
 def ban_text(ban: Ban, *, reason_limit: int = 300) -> str:
-    until = "until lifted" if ban.until is None else f"until {discord_time(ban.until, 'f')}"
-    text = f"<@{ban.user_id}> {until}"
+    text = f"<@{ban.user_id}> {until_text(ban.until)}"
     if ban.reason:
         reason = ban.reason
         if len(reason) > reason_limit:
@@ -70,7 +142,7 @@ _LEDGER_VERBS = {
 
 def ledger_text(entry: LedgerEntry) -> str:
     verb = _LEDGER_VERBS.get(entry.kind.value, entry.kind.value)
-    parts = [discord_time(entry.at, "f"), f"{verb} {entry.amount}"]
+    parts = [format_dt(entry.at, "f"), f"{verb} {entry.amount}"]
     if entry.job_id:
         parts.append(f"job `{entry.job_id}`")
     if entry.actor_id:
@@ -87,7 +159,7 @@ def balance_text(user_id: int, balance: Balance) -> str:
     )
     if balance.granted:
         text += f", plus {balance.granted} granted"
-    text += f"; {balance.used} used). Resets {discord_time(balance.resets_at)}."
+    text += f"; {balance.used} used). Resets {format_dt(balance.resets_at, 'R')}."
     if balance.guild_cap_remaining is not None:
         text += f" The server's daily cap has {balance.guild_cap_remaining} left."
     return text
@@ -145,6 +217,32 @@ def settings_embed(summary: SettingsSummary) -> discord.Embed:
     return discord.Embed(title="Studio settings", description="\n".join(lines)[:4096])
 
 
+def ledger_listing(report: LedgerReport) -> Listing:
+    """``/admin quota ledger``: the member's balance, then their recent ledger entries."""
+    header = balance_text(report.user_id, report.balance)
+    if not report.entries:
+        return header + "\nNo ledger entries yet.", []
+    return header + "\n**Recent ledger:**", [ledger_text(e) for e in report.entries]
+
+
+def blocklist_listing(report: BlocklistReport) -> Listing:
+    """``/admin blocklist list``: every entry, those not in use marked."""
+    if not report.entries:
+        return "The blocklist is empty.", []
+    header = f"**Blocklist** ({len(report.entries)} entries):"
+    if report.problems:
+        header += f" ⚠️ {len(report.problems)} not in use (they match nothing; remove or fix them)."
+    return header, blocklist_lines(report.entries, report.problems)
+
+
+def pending_listing(jobs: Sequence[Job], log_channel_id: int | None) -> Listing:
+    """``/admin pending``: the held jobs, each with a link to its log entry."""
+    if not jobs:
+        return "No results are waiting for a moderator.", []
+    header = f"**Waiting for a moderator** ({len(jobs)}; missing log entries were posted again):"
+    return header, [pending_line(job, log_channel_id) for job in jobs]
+
+
 def blocklist_lines(entries: Iterable[BlocklistEntry], invalid: dict[int, str]) -> list[str]:
     """One line per entry; entries that failed validation (and so match nothing) are marked."""
     lines = []
@@ -160,7 +258,7 @@ def pending_line(job: Job, log_channel_id: int | None) -> str:
     """``/admin pending``: one held job, with a link to its log entry."""
     head = (
         f"`{job.id}` by <@{job.user_id}> in <#{job.channel_id}>,"
-        f" waiting since {discord_time(job.updated_at)}"
+        f" waiting since {format_dt(job.updated_at, 'R')}"
     )
     if job.log_message_id is None or log_channel_id is None:
         return head + ": no log entry (it could not be posted: check the log channel)"

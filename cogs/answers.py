@@ -98,6 +98,9 @@ async def guarded(
     ``job_id``: the job acted on, for the log line and the reference the member sees.
     """
     bot = studio(interaction)
+    task = asyncio.current_task()
+    if task is not None:
+        bot.handling.add(task)  # a shutdown lets it finish first (see StudioBot.close)
     try:
         if not bot.accepting:
             raise StudioClosing()
@@ -105,3 +108,6 @@ async def guarded(
         await action(interaction)
     except Exception as err:
         await bot.tree.report(interaction, err, job_id=job_id)
+    finally:
+        if task is not None:
+            bot.handling.discard(task)

@@ -5,20 +5,18 @@ reserves (one database step); then Discord gets the public status message with i
 button; only then does the job run, in the background. A refusal raises, and the tree answers it
 ephemerally.
 
-Buttons are ``DynamicItem``s whose ``custom_id`` carries the job id (``studio:<action>:<job>``),
-so they work on any message, after any restart, once registered in ``setup_hook``. Every click
-is authorised here, on the server side, and a double click is harmless: the job service's
-state changes are compare-and-set.
+Buttons are ``StudioButton``s whose ``custom_id`` carries the job id (``studio:<action>:<job>``),
+so they work on any message, after any restart, once registered (``add_job_buttons``, from the
+studio cog's ``cog_load``). Every click is authorised here, on the server side, and a double
+click is harmless: the job service's state changes are compare-and-set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
 
 import discord
 
@@ -34,16 +32,14 @@ from cogs.inputs import (
     studio,
 )
 from cogs.render import NO_MENTIONS, status_text
-from cogs.routing import Routed, StudioModal
+from cogs.routing import JOB_ID, StudioButton, StudioModal
 from services.errors import NotAllowed, StudioClosing
-from services.job_types import ensure_reusable
-from services.jobs import CancelResult, JobSpec, Progress
+from services.jobs import CancelResult, JobSpec, Progress, ensure_reusable, spec_of
 from services.moderation import ensure_not_removed
 from storage.models import Job, JobKind, JobState
 
 log = logging.getLogger(__name__)
 
-JOB_ID = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
 PROMPT_FORM_PREFIX = "studio:prompt:"
 
 SpecSource = JobSpec | Callable[[], Awaitable[JobSpec]]
@@ -61,6 +57,7 @@ async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
     bot = studio(interaction)
     if not bot.accepting:
         raise StudioClosing()
+    bot.pacing.note_request()  # background work waits while requests arrive in a burst
     who = requester(interaction)
     late = LateDefer(interaction, ephemeral=False)
     try:
@@ -118,37 +115,15 @@ def result_view(job_id: str) -> discord.ui.View:
     return unstored(view)
 
 
-class _JobButton(Routed, discord.ui.DynamicItem[discord.ui.Button], template=r"studio:_:" + JOB_ID):
-    """Shared construction: ``action`` names the button in its custom_id."""
+class _JobButton(StudioButton, template=r"studio:_:" + JOB_ID):
+    """A button on a job's status or result message: its target is the job."""
 
-    action = "_"
-    label = ""
-    style = discord.ButtonStyle.secondary
-    emoji: str | None = None
+    prefix = "studio"
+    subject = "job"
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=self.label,
-                style=self.style,
-                emoji=self.emoji,
-                custom_id=f"studio:{self.action}:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> _JobButton:
-        return cls(match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        log.info("job %s: %s clicked by user %s", self.job_id, self.action, interaction.user.id)
-        await guarded(interaction, self.run, job_id=self.job_id)
-
-    async def run(self, interaction: discord.Interaction) -> None:
-        raise NotImplementedError
+    @property
+    def job_id(self) -> str:
+        return self.target
 
 
 class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
@@ -198,7 +173,7 @@ class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):
             job = await studio(interaction).jobs.get(self.job_id)
             check_reusable(job, interaction)
             # Same request, a new seed, charged to whoever clicked.
-            return JobSpec.from_job(job, seed=None)
+            return spec_of(job, seed=None)
 
         await launch(interaction, spec)
 
@@ -215,7 +190,7 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
         urls = _shown_images(interaction.message) or list(job.result_urls)
         if not urls:
             raise NotAllowed("edit", "This result has no images left to edit.")
-        base = JobSpec.from_job(job, kind=JobKind.EDIT, image_urls=tuple(urls), seed=None)
+        base = spec_of(job, kind=JobKind.EDIT, image_urls=tuple(urls), seed=None)
         modal = PromptModal(
             base, title="Edit this result", open_forms=studio(interaction).open_forms
         )
@@ -313,3 +288,13 @@ class PromptModal(StudioModal):
 
 
 DYNAMIC_ITEMS = (CancelButton, RerollButton, EditButton, DeleteButton)
+
+
+def add_job_buttons(client: discord.Client) -> None:
+    """Clicks on job buttons reach these classes: for the studio cog's ``cog_load``."""
+    client.add_dynamic_items(*DYNAMIC_ITEMS)
+
+
+def remove_job_buttons(client: discord.Client) -> None:
+    """For the studio cog's ``cog_unload``."""
+    client.remove_dynamic_items(*DYNAMIC_ITEMS)

@@ -11,8 +11,8 @@ import discord
 
 from client.models import MAX_EDIT_IMAGES
 from services.errors import InvalidInput, NotAllowed
-from services.job_types import may_act_on as job_rule
 from services.jobs import Requester
+from services.jobs import may_act_on as job_rule
 from storage.models import Job
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def may_manage(interaction: discord.Interaction) -> bool:
 
 def may_act_on(job: Job, interaction: discord.Interaction) -> bool:
     """The clicker is the requester, or a moderator of the job's own server (the one rule:
-    ``services.job_types.may_act_on``)."""
+    ``services.jobs.may_act_on``)."""
     return job_rule(
         job,
         actor_id=interaction.user.id,

@@ -4,6 +4,7 @@ User text is escaped (markdown and mentions) and clipped before escaping, so an 
 never cut in half (a blocked prompt stays inside its spoiler). The messages are sent with no
 allowed mentions as well. The "Moderation" field records what moderators did; it is read back from
 the message when the entry is updated, so the history survives restarts without extra storage.
+What a moderator's click did (the service's ``ActionResult``) is worded here too.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import discord
+from discord.utils import format_dt
 
-from cogs.render import credits, escaped, options_line
-from services.moderation import BlockedAttempt
-from services.policy import discord_time
+from cogs.render import credits, credits_back, escaped, options_line, quoted_prompt
+from services.moderation import ActionResult, BlockedAttempt, Notice, Outcome
 from storage.models import Job, JobKind, JobState
 
 NOTES_FIELD = "Moderation"
@@ -178,7 +179,7 @@ def with_more(embed: discord.Embed, more: int, at: datetime) -> discord.Embed:
             break
     attempts = "attempt" if more == 1 else "attempts"
     copy.add_field(
-        name=MORE_FIELD, value=f"+{more} more {attempts} (last {discord_time(at)})", inline=False
+        name=MORE_FIELD, value=f"+{more} more {attempts} (last {format_dt(at, 'R')})", inline=False
     )
     return copy
 
@@ -207,7 +208,31 @@ def with_notes(embed: discord.Embed, notes: Sequence[str]) -> discord.Embed:
 
 def note(action: str, actor_id: int, at: datetime, *details: str) -> str:
     extra = "".join(f" · {d}" for d in details if d)
-    return f"{action} by <@{actor_id}> {discord_time(at)}{extra}"
+    return f"{action} by <@{actor_id}> {format_dt(at, 'R')}{extra}"
+
+
+def rejected_status(job: Job) -> str:
+    """What everyone sees on a rejected job's status message: neutral, no prompt."""
+    return f"🚫 This request was not posted.\n-# job `{job.id}`"
+
+
+def rejected_notice(job: Job) -> str:
+    """The private verdict (ephemeral or DM): with the prompt, only the requester sees it."""
+    what = "edit" if job.kind == JobKind.EDIT else "image"
+    return "\n".join(
+        [
+            f"Your {what} request in <#{job.channel_id}> (job `{job.id}`) was not approved by"
+            f" the server's moderators, so it wasn't posted. {credits_back(job.cost)}",
+            quoted_prompt(job.prompt),
+        ]
+    )
+
+
+def rejected_in_channel(job: Job) -> str:
+    """The last resort, in the channel: mentions the requester, without the prompt."""
+    return (
+        f"<@{job.user_id}> your request (job `{job.id}`) was not posted. {credits_back(job.cost)}"
+    )
 
 
 def disabled_ids(components: Iterable[discord.Component]) -> set[str]:
@@ -219,3 +244,69 @@ def disabled_ids(components: Iterable[discord.Component]) -> set[str]:
             if isinstance(child, discord.Button) and child.disabled and child.custom_id:
                 found.add(child.custom_id)
     return found
+
+
+_TOLD = {
+    Notice.PRIVATE: "told privately (a message only they can see)",
+    Notice.DM: "told by DM",
+    Notice.CHANNEL: "told in the channel (without the prompt)",
+    Notice.NONE: "not told (no way to reach them)",
+}
+
+
+def action_text(result: ActionResult) -> str:
+    """What the moderator is told about their click (privately)."""
+    job = result.job
+    match result.outcome:
+        case Outcome.NOT_WAITING:
+            return f"Job `{job.id}` is no longer waiting for approval (it is {job.state.value})."
+        case Outcome.STILL_HELD:
+            return (
+                "Approved, but Discord would not take the result, so it was not posted; it is"
+                " still waiting here. Try Approve again later."
+            )
+        case Outcome.APPROVED_UNPOSTED:
+            return (
+                f"Approved, but the result was not posted: {job.error or 'it could not be posted'}"
+            )
+        case Outcome.APPROVED:
+            return f"Approved: the result is posted in <#{job.channel_id}>."
+        case Outcome.REJECTED:
+            told = _TOLD[result.notice or Notice.NONE]
+            return f"Rejected: <@{job.user_id}> was {told}; credits refunded."
+        case Outcome.NO_RESULT:
+            return f"Job `{job.id}` has no posted result."
+        case Outcome.ALREADY_REMOVED:
+            return "The result was already removed."
+        case Outcome.GONE:
+            return "The result message was already deleted."
+        case Outcome.REMOVED:
+            return f"Removed the result from <#{job.channel_id}>."
+        case Outcome.NOT_DELIVERED:
+            return f"Nothing to refund: job `{job.id}` is {job.state.value}."
+        case Outcome.ALREADY_REFUNDED:
+            return f"Job `{job.id}` was already refunded."
+        case Outcome.RESET:
+            return (
+                f"Nothing to refund: job `{job.id}`'s credits were already given back by a reset"
+                " of that day."
+            )
+        case Outcome.REFUNDED:
+            return f"Refunded {result.amount} credits to <@{job.user_id}>."
+        case Outcome.REFUNDED_TODAY:
+            return (
+                f"Refunded {result.amount} credits to <@{job.user_id}>: the job was on"
+                f" {_day(result)} (UTC), so they were granted for today instead."
+            )
+    return result.outcome.value
+
+
+def action_detail(result: ActionResult) -> str:
+    """What the entry's note adds beyond the action ("" if nothing)."""
+    if result.outcome == Outcome.REFUNDED_TODAY:
+        return f"job of {_day(result)}: granted for today"
+    return ""
+
+
+def _day(result: ActionResult) -> str:
+    return result.day.isoformat() if result.day else "an earlier day"

@@ -15,6 +15,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ import discord
 
 from client.models import DownloadedImage
 from cogs.buttons import result_view, status_view
+from cogs.pacing import Pacing
 from cogs.render import (
     NO_MENTIONS,
     moved_text,
@@ -31,14 +33,10 @@ from cogs.render import (
     result_embed,
     status_text,
 )
+from cogs.status_feed import StatusFeeds
 from services.imagefit import MIB, FittedImage, fit_images, needs_work
-from services.jobs import (
-    DEFAULT_UPLOAD_LIMIT,
-    NOTES_PARAM,
-    UPLOAD_LIMIT_PARAM,
-    Delivery,
-    Progress,
-)
+from services.jobs import DEFAULT_UPLOAD_LIMIT, Delivery, JobRequest, Progress, Step
+from services.settings import JobTiming
 from storage.models import Job, JobState
 
 if TYPE_CHECKING:
@@ -94,10 +92,22 @@ def files_of(fitted: Sequence[FittedImage]) -> list[discord.File]:
 
 
 class DiscordPresenter:
-    def __init__(self, bot: StudioBot) -> None:
+    """The job engine's presenter: status edits (throttled and paced), results, outcomes."""
+
+    def __init__(self, bot: StudioBot, pacing: Pacing, timing: JobTiming) -> None:
         self._bot = bot
+        self._pacing = pacing
+        self._feeds = StatusFeeds(timing, pacing, self._edit_progress)
         # Jobs whose token Discord rejected; a job leaves it once its end was shown.
         self._dead_tokens: set[str] = set()
+
+    def pace(self, step: Step) -> AbstractAsyncContextManager[None]:
+        return self._pacing.step(step)
+
+    def close(self) -> None:
+        """Shutting down: no more status edits; background steps stop waiting for calm."""
+        self._feeds.stop()
+        self._pacing.stop()
 
     # -- the status message ---------------------------------------------------------------
 
@@ -139,29 +149,32 @@ class DiscordPresenter:
         message = channel.get_partial_message(job.status_message_id)
         return await message.edit(allowed_mentions=NO_MENTIONS, **fields)
 
-    async def show_progress(self, job: Job, progress: Progress) -> int | None:
-        message = await self.edit_status(
-            job,
-            content=status_text(job, progress, job.params.get(NOTES_PARAM, ())),
-            view=status_view(job.id),
+    def show_progress(self, job: Job, progress: Progress) -> None:
+        self._feeds.push(job, progress)
+
+    async def _edit_progress(self, job: Job, progress: Progress) -> None:
+        notes = JobRequest.of(job).notes
+        await self.edit_status(
+            job, content=status_text(job, progress, notes), view=status_view(job.id)
         )
-        return message.id if message is not None else None
 
     async def show_held(self, job: Job) -> None:
         """The result waits for a moderator: say so, without the Cancel button."""
+        await self._feeds.finish(job.id)
+        notes = JobRequest.of(job).notes
         await self.edit_status(
             job,
-            content=status_text(
-                job, Progress(JobState.AWAITING_APPROVAL), job.params.get(NOTES_PARAM, ())
-            ),
+            content=status_text(job, Progress(JobState.AWAITING_APPROVAL), notes),
             view=None,
         )
 
     async def show_outcome(self, job: Job) -> None:
+        await self._feeds.finish(job.id)
         try:
             await self._show_outcome(job)
         finally:
             self._dead_tokens.discard(job.id)  # the job's last message
+            self._feeds.forget(job.id)
 
     async def _show_outcome(self, job: Job) -> None:
         text = outcome_text(job)
@@ -180,8 +193,10 @@ class DiscordPresenter:
     async def deliver(
         self, job: Job, images: Sequence[DownloadedImage], missing: Sequence[str]
     ) -> Delivery:
+        await self._feeds.finish(job.id)  # no progress edit may overwrite the result
         delivery = await self._deliver(job, images, missing)
         self._dead_tokens.discard(job.id)  # delivered: nothing more goes through its token
+        self._feeds.forget(job.id)
         return delivery
 
     async def _deliver(
@@ -195,7 +210,7 @@ class DiscordPresenter:
         """
         hook = self._webhook(job)
         if hook is not None:
-            limit = int(job.params.get(UPLOAD_LIMIT_PARAM) or DEFAULT_UPLOAD_LIMIT)
+            limit = JobRequest.of(job).upload_limit
             fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
             try:
                 try:

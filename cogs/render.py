@@ -2,6 +2,8 @@
 
 Pure functions of the job (no I/O). Every piece of user text goes through ``escaped``; the
 messages are sent with no allowed mentions anyway, so a prompt saying ``@everyone`` pings nobody.
+``NO_MENTIONS`` is the cogs' one allowed-mentions setting for that; the small text helpers below
+(durations, lists of tags) are shared by the other renderers.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import discord
+from discord.utils import format_dt
 
 from services.imagefit import FittedImage
 from services.jobs import Progress
-from services.policy import discord_time
 from storage.models import Job, JobKind, JobState
 
-NO_MENTIONS = discord.AllowedMentions.none()
+NO_MENTIONS = discord.AllowedMentions.none()  # every answer and post of the cogs pings nobody
 COLOUR = discord.Colour.from_rgb(250, 204, 21)  # banana
 STATUS_PROMPT_CHARS = 300
 EMBED_DESCRIPTION = 4096
@@ -42,6 +44,31 @@ def clipped(text: str, limit: int) -> str:
 
 def credits(n: int) -> str:
     return f"{n} credit" if n == 1 else f"{n} credits"
+
+
+def credits_back(n: int) -> str:
+    return f"Your {credits(n)} {'is' if n == 1 else 'are'} back."
+
+
+def format_duration(seconds: int) -> str:
+    """A short human duration, at most two units: 45 s, 1 min 30 s, 2 h, 3 d 4 h."""
+    seconds = max(0, int(seconds))
+    if seconds == 0:
+        return "0 s"
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}")
+    return " ".join(parts[:2])
+
+
+def listed(tags: Sequence[str], *, limit: int) -> str:
+    """``a, b, c and N more``: at most ``limit`` tags named ("" when there are none)."""
+    shown = ", ".join(tags[:limit])
+    if len(tags) > limit:
+        shown += f" and {len(tags) - limit} more"
+    return shown
 
 
 def quoted_prompt(prompt: str, limit: int = STATUS_PROMPT_CHARS) -> str:
@@ -71,7 +98,7 @@ def status_text(job: Job, progress: Progress, notes: Sequence[str] = ()) -> str:
     head = f"⏳ **{label}**"
     if progress.state == JobState.QUEUED and progress.queue_position is not None:
         head += f" · position {progress.queue_position}"
-    head += f" · started {discord_time(job.created_at)}"
+    head += f" · started {format_dt(job.created_at, 'R')}"
     lines = [head, quoted_prompt(job.prompt)]
     lines += [f"-# Note: {escaped(n)}" for n in notes]
     lines.append(
@@ -82,8 +109,7 @@ def status_text(job: Job, progress: Progress, notes: Sequence[str] = ()) -> str:
 
 def outcome_text(job: Job) -> str:
     """A job that ended without a result: what happened and that the credits are back."""
-    verb = "is" if job.cost == 1 else "are"
-    refund = f"Your {credits(job.cost)} {verb} back." if job.cost else ""
+    refund = credits_back(job.cost) if job.cost else ""
     if job.state == JobState.CANCELLED:
         head = f"🚫 **Cancelled.** {refund}"
     elif job.state == JobState.REJECTED:
@@ -143,7 +169,3 @@ def ready_mentions(job: Job) -> discord.AllowedMentions:
     return discord.AllowedMentions(
         everyone=False, roles=False, replied_user=False, users=[discord.Object(job.user_id)]
     )
-
-
-def timestamp(at_epoch: int, style: str = "R") -> str:
-    return f"<t:{at_epoch}:{style}>"

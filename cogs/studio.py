@@ -6,6 +6,7 @@ Names, options and choices are part of the product. Handlers only turn options i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -18,7 +19,13 @@ from discord.ext import commands
 
 from client.models import MAX_IMAGES, MAX_PROMPT_LENGTH, MAX_SEED, DownloadedImage
 from cogs.answers import answered_in_time, within_budget
-from cogs.buttons import PromptModal, launch, result_view
+from cogs.buttons import (
+    PromptModal,
+    add_job_buttons,
+    launch,
+    remove_job_buttons,
+    result_view,
+)
 from cogs.inputs import (
     check_age_restriction,
     check_attachment,
@@ -27,11 +34,10 @@ from cogs.inputs import (
     requester,
     studio_job_id,
 )
-from cogs.presenter import DiscordPresenter, files_of, fit
+from cogs.presenter import files_of, fit
 from cogs.render import NO_MENTIONS, credits, result_embed
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
-from services.policy import discord_time
 from storage.models import Job, JobKind, JobState
 
 if TYPE_CHECKING:
@@ -139,10 +145,11 @@ class StudioCog(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.edit_menu)
-        self.bot.jobs.bind(DiscordPresenter(self.bot))
+        add_job_buttons(self.bot)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
+        remove_job_buttons(self.bot)
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -221,8 +228,12 @@ class StudioCog(commands.Cog):
     @app_commands.command(name="quota", description="Your credits left today and jobs in progress")
     async def quota(self, interaction: discord.Interaction) -> None:
         who = requester(interaction)
-        balance = await answered_in_time(interaction, self.bot.jobs.balance(who), ephemeral=True)
-        in_flight = self.bot.jobs.in_flight(who.user_id, who.guild_id)
+        jobs = self.bot.jobs
+        balance, in_flight = await answered_in_time(
+            interaction,
+            asyncio.gather(jobs.balance(who), jobs.in_flight(who.user_id, who.guild_id)),
+            ephemeral=True,
+        )
         weights = self.bot.settings.quota.resolution_weights
         resets = balance.resets_at
         lines = [
@@ -230,7 +241,8 @@ class StudioCog(commands.Cog):
             f" ({balance.limit_source}"
             + (f", plus {balance.granted} granted" if balance.granted else "")
             + ").",
-            f"They reset {discord_time(resets)} ({discord_time(resets, 't')}).",
+            f"They reset {discord.utils.format_dt(resets, 'R')}"
+            f" ({discord.utils.format_dt(resets, 't')}).",
             f"Jobs in progress: **{in_flight}**.",
             "-# Cost per image: "
             + ", ".join(f"{res} = {credits(w)}" for res, w in weights.items()),

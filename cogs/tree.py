@@ -2,24 +2,29 @@
 
 Slash commands and context menus reach ``on_error`` through discord.py; buttons and modals call
 ``report`` themselves (discord.py would only log their errors). Our typed errors become short
-ephemeral answers; anything else is logged with the interaction id, which the member is shown so
-an operator can find it.
+ephemeral answers (``message_for``; the refusals' wording: cogs/refusals.py); anything else is
+logged with the interaction id, which the member is shown so an operator can find it. ``reply``
+is the cogs' one way of answering privately.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.utils import format_dt
 
 from client.errors import InvalidRequestError, RunComfyError
 from cogs.inputs import check_source
 from cogs.payload import check_payload
+from cogs.refusals import admin_error_text, refusal_text
+from cogs.render import NO_MENTIONS
+from services.admin import AdminError
 from services.errors import StudioClosing, StudioError
-from services.policy import PolicyRefusal, discord_time
+from services.policy import PolicyRefusal
 from storage.models import QuotaExceededError, TooManyJobsError
 
 if TYPE_CHECKING:
@@ -38,7 +43,11 @@ _FIELD_NAMES = {
 
 def message_for(error: BaseException) -> str | None:
     """The member-facing text for an error we expect; None for a bug."""
-    if isinstance(error, PolicyRefusal | StudioError):
+    if isinstance(error, PolicyRefusal):
+        return refusal_text(error)
+    if isinstance(error, AdminError):
+        return admin_error_text(error)
+    if isinstance(error, StudioError):
         return str(error)
     if isinstance(error, QuotaExceededError):
         left = max(error.allowed - error.used, 0)
@@ -48,7 +57,7 @@ def message_for(error: BaseException) -> str | None:
         }.get(error.limit, "Not enough credits left today")
         return (
             f"{whose}: this needs {error.cost}, {left} of {error.allowed} left"
-            f" ({error.limit}). Credits reset {discord_time(error.resets_at)}."
+            f" ({error.limit}). Credits reset {format_dt(error.resets_at, 'R')}."
         )
     if isinstance(error, TooManyJobsError):
         return (
@@ -126,16 +135,28 @@ class StudioTree(app_commands.CommandTree["StudioBot"]):
         await say(interaction, text)
 
 
-async def say(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
-    """Answer ephemerally, whether or not the interaction was answered already."""
+async def reply(
+    interaction: discord.Interaction,
+    content: str | None = None,
+    *,
+    embed: discord.Embed | None = None,
+    file: discord.File | None = None,
+) -> None:
+    """Answer privately, pinging nobody, whether or not the interaction was answered already."""
+    extra: dict[str, Any] = {"ephemeral": True, "allowed_mentions": NO_MENTIONS}
+    if embed is not None:
+        extra["embed"] = embed
+    if file is not None:
+        extra["file"] = file
+    if interaction.response.is_done():
+        await interaction.followup.send(content or discord.utils.MISSING, **extra)
+    else:
+        await interaction.response.send_message(content, **extra)
+
+
+async def say(interaction: discord.Interaction, text: str) -> None:
+    """``reply`` for the error path: a failure to answer is logged, never raised."""
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(
-                text, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
-            )
-        else:
-            await interaction.response.send_message(
-                text, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
-            )
+        await reply(interaction, text)
     except discord.HTTPException as err:
         log.warning("interaction %s: could not answer (%s)", interaction.id, err)

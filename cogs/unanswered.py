@@ -15,7 +15,7 @@ import discord
 from discord.ext import commands
 
 from cogs.buttons import DYNAMIC_ITEMS
-from cogs.modlog import MODLOG_ITEMS
+from cogs.modlog_buttons import MODLOG_ITEMS
 from cogs.routing import routed
 from cogs.tree import say
 

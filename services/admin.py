@@ -2,22 +2,32 @@
 
 Every method takes the guild it acts on; every write to a guild's rules drops the policy cache for
 that guild, so the next request sees the change (nothing needs a restart). Errors are ``AdminError``
-subclasses whose ``str()`` is a short message fit to show the admin as is.
+subclasses carrying what went wrong (the field, the channel, role or member); results are stored
+records or report dataclasses (both in services/admin_types.py). What the admin reads is worded by
+the cogs (cogs/refusals.py, cogs/admin_render.py): nothing here writes Discord markup.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from client.models import SAFETY_LEVELS
+from services.admin_types import (
+    AdminError,
+    AlreadyListed,
+    BlocklistReport,
+    InvalidSetting,
+    LedgerReport,
+    NotFound,
+    SettingsSummary,
+    StatsReport,
+)
 from services.blocklist import MAX_PATTERN_LENGTH, InvalidBlocklistEntry, validate_entry
-from services.errors import StudioError
+from services.durations import MAX_BAN, MIN_BAN, parse_duration
+from services.locks import KeyedLocks
 from services.policy import PolicyService
 from services.prompt_text import clean_text, has_visible_text
 from storage import Storage
@@ -26,7 +36,6 @@ from storage.models import (
     Ban,
     BlocklistEntry,
     GuildPolicy,
-    GuildStats,
     InvalidSettingError,
     LedgerEntry,
 )
@@ -41,83 +50,6 @@ MAX_COOLDOWN_SECONDS = 86_400
 MAX_IN_FLIGHT = 20
 MAX_BLOCKLIST_ENTRIES = 500
 MAX_REASON_LENGTH = 300
-MIN_BAN = timedelta(minutes=1)
-MAX_BAN = timedelta(days=365)
-
-
-class AdminError(StudioError):
-    """Root of the admin service's errors; ``str()`` is the message for the admin.
-
-    A StudioError, so the bot's error handler shows it as is wherever it escapes (buttons too).
-    """
-
-
-class InvalidSetting(AdminError):
-    """A value out of range or malformed: ``field`` names the option, ``problem`` says why."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-class NotFound(AdminError):
-    """The thing to remove or change does not exist (``what`` names it)."""
-
-    def __init__(self, what: str, message: str) -> None:
-        super().__init__(message)
-        self.what = what
-
-
-@dataclass(frozen=True, slots=True)
-class SettingsSummary:
-    """``/admin settings``: a guild's whole configuration at a glance."""
-
-    policy: GuildPolicy
-    blocklist_entries: int
-    active_bans: tuple[Ban, ...]
-    global_default_credits: int  # what members get when neither the guild nor a tier says
-
-
-@dataclass(frozen=True, slots=True)
-class StatsReport:
-    """``/admin stats``: today (since UTC midnight) and the last 7 days."""
-
-    today: GuildStats
-    week: GuildStats
-
-
-_DURATION_UNITS = {
-    "s": 1,
-    "m": 60,
-    "h": 3_600,
-    "d": 86_400,
-    "w": 604_800,
-}
-_DURATION_PART = re.compile(r"(\d+)\s*(s|m|h|d|w)", re.IGNORECASE)
-_UNIT_ALIASES = (
-    (re.compile(r"\b(?:seconds?|secs?)\b", re.I), "s"),
-    (re.compile(r"\b(?:minutes?|mins?)\b", re.I), "m"),
-    (re.compile(r"\b(?:hours?|hrs?)\b", re.I), "h"),
-    (re.compile(r"\bdays?\b", re.I), "d"),
-    (re.compile(r"\bweeks?\b", re.I), "w"),
-)
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse "30m", "2h", "7d", "1h30m" or "2 weeks"; InvalidSetting if bad or out of range."""
-    cleaned = text.strip()
-    for pattern, unit in _UNIT_ALIASES:
-        cleaned = pattern.sub(unit, cleaned)
-    cleaned = cleaned.replace(" ", "").lower()
-    parts = _DURATION_PART.findall(cleaned)
-    if not cleaned or "".join(n + u for n, u in parts) != cleaned:
-        raise InvalidSetting("duration", f"{text!r} is not a duration; try 30m, 2h, 7d or 1h30m")
-    seconds = sum(int(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
-    duration = timedelta(seconds=seconds)
-    if not MIN_BAN <= duration <= MAX_BAN:
-        raise InvalidSetting("duration", "must be between 1 minute and 365 days")
-    return duration
 
 
 def _check_range(field: str, value: int, low: int, high: int) -> None:
@@ -147,10 +79,7 @@ class AdminService:
         )
         self._clock = clock
         # Read-modify-write of a guild's channel and role lists: one admin command at a time.
-        self._locks: dict[int, asyncio.Lock] = {}
-
-    def _lock(self, guild_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(guild_id, asyncio.Lock())
+        self._locks = KeyedLocks()  # one change at a time per guild
 
     @asynccontextmanager
     async def _changing(self, guild_id: int) -> AsyncIterator[None]:
@@ -174,43 +103,43 @@ class AdminService:
     # -- channels and roles -------------------------------------------------------------------
 
     async def allow_channel(self, guild_id: int, channel_id: int) -> GuildPolicy:
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             current = (await self.policy(guild_id)).allowed_channel_ids
             if channel_id in current:
-                raise AdminError(f"<#{channel_id}> is already an allowed channel.")
+                raise AlreadyListed("channel", channel_id)
             if len(current) >= MAX_CHANNELS:
                 raise InvalidSetting("channels", f"at most {MAX_CHANNELS} allowed channels")
             return await self._update(guild_id, allowed_channel_ids=current | {channel_id})
 
     async def disallow_channel(self, guild_id: int, channel_id: int) -> GuildPolicy:
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             current = (await self.policy(guild_id)).allowed_channel_ids
             if channel_id not in current:
-                raise NotFound("channel", f"<#{channel_id}> is not in the allowed channels.")
+                raise NotFound("channel", channel_id)
             return await self._update(guild_id, allowed_channel_ids=current - {channel_id})
 
     async def clear_channels(self, guild_id: int) -> GuildPolicy:
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             return await self._update(guild_id, allowed_channel_ids=frozenset())
 
     async def allow_role(self, guild_id: int, role_id: int) -> GuildPolicy:
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             current = (await self.policy(guild_id)).allowed_role_ids
             if role_id in current:
-                raise AdminError(f"<@&{role_id}> is already an allowed role.")
+                raise AlreadyListed("role", role_id)
             if len(current) >= MAX_ROLES:
                 raise InvalidSetting("roles", f"at most {MAX_ROLES} allowed roles")
             return await self._update(guild_id, allowed_role_ids=current | {role_id})
 
     async def disallow_role(self, guild_id: int, role_id: int) -> GuildPolicy:
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             current = (await self.policy(guild_id)).allowed_role_ids
             if role_id not in current:
-                raise NotFound("role", f"<@&{role_id}> is not in the allowed roles.")
+                raise NotFound("role", role_id)
             return await self._update(guild_id, allowed_role_ids=current - {role_id})
 
     async def clear_roles(self, guild_id: int) -> GuildPolicy:
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             return await self._update(guild_id, allowed_role_ids=frozenset())
 
     # -- quota --------------------------------------------------------------------------------
@@ -235,7 +164,7 @@ class AdminService:
 
     async def remove_role_tier(self, guild_id: int, role_id: int) -> GuildPolicy:
         if role_id not in (await self.policy(guild_id)).role_tiers:
-            raise NotFound("tier", f"<@&{role_id}> has no credit tier.")
+            raise NotFound("tier", role_id)
         async with self._changing(guild_id):
             await self._storage.policy.set_role_tier(guild_id, role_id, None)
         return await self.policy(guild_id)
@@ -244,7 +173,7 @@ class AdminService:
         """A member's own daily credits, above any tier; None clears it."""
         if credits is None:
             if await self._storage.policy.get_user_override(guild_id, user_id) is None:
-                raise NotFound("override", f"<@{user_id}> has no personal daily credits set.")
+                raise NotFound("override", user_id)
         else:
             _check_range("credits", credits, 0, MAX_CREDITS)
         async with self._changing(guild_id):
@@ -279,6 +208,15 @@ class AdminService:
     async def ledger(self, guild_id: int, user_id: int, *, limit: int = 15) -> list[LedgerEntry]:
         return await self._storage.quota.ledger(user_id, guild_id, limit=limit)
 
+    async def ledger_report(
+        self, guild_id: int, user_id: int, *, role_ids: Collection[int] = ()
+    ) -> LedgerReport:
+        return LedgerReport(
+            user_id=user_id,
+            balance=await self.balance(guild_id, user_id, role_ids=role_ids),
+            entries=tuple(await self.ledger(guild_id, user_id)),
+        )
+
     # -- safety and blocklist -----------------------------------------------------------------
 
     async def set_safety(
@@ -296,7 +234,7 @@ class AdminService:
             _check_range("ceiling", ceiling, low, high)
         if age_restricted_ceiling is not None:
             _check_range("age_restricted_ceiling", age_restricted_ceiling, low, high)
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             current = await self.policy(guild_id)
             normal = current.max_safety if ceiling is None else ceiling
             aged = (
@@ -324,13 +262,13 @@ class AdminService:
             validate_entry(pattern, is_regex)  # an RE2 compile: microseconds
         except InvalidBlocklistEntry as exc:
             raise InvalidSetting("pattern", str(exc)) from exc
-        async with self._lock(guild_id):
+        async with self._locks.hold(guild_id):
             entries = await self._storage.policy.blocklist(guild_id)
             if len(entries) >= MAX_BLOCKLIST_ENTRIES:
                 raise InvalidSetting("blocklist", f"at most {MAX_BLOCKLIST_ENTRIES} entries")
             for entry in entries:
                 if entry.is_regex == is_regex and entry.pattern.casefold() == pattern.casefold():
-                    raise AdminError(f"That's already on the blocklist (entry #{entry.id}).")
+                    raise AlreadyListed("blocklist", entry.id)
             async with self._changing(guild_id):
                 return await self._storage.policy.add_block(
                     guild_id, pattern, is_regex=is_regex, added_by=actor_id
@@ -340,7 +278,7 @@ class AdminService:
         async with self._changing(guild_id):
             removed = await self._storage.policy.remove_block(guild_id, entry_id)
         if not removed:
-            raise NotFound("blocklist entry", f"There is no blocklist entry #{entry_id}.")
+            raise NotFound("blocklist entry", entry_id)
 
     async def blocklist(self, guild_id: int) -> list[BlocklistEntry]:
         return await self._storage.policy.blocklist(guild_id)
@@ -350,6 +288,11 @@ class AdminService:
         written before a rule tightened): entry id -> why. They match nothing."""
         compiled = await self._policy.blocklist(guild_id)
         return {entry_id: err.reason for entry_id, err in compiled.invalid}
+
+    async def blocklist_report(self, guild_id: int) -> BlocklistReport:
+        entries = tuple(await self.blocklist(guild_id))
+        problems = await self.blocklist_problems(guild_id) if entries else {}
+        return BlocklistReport(entries=entries, problems=problems)
 
     # -- moderation and limits ----------------------------------------------------------------
 
@@ -397,7 +340,7 @@ class AdminService:
         async with self._changing(guild_id):
             lifted = await self._storage.policy.unban(guild_id, user_id)
         if not lifted:
-            raise NotFound("ban", f"<@{user_id}> isn't banned from the studio.")
+            raise NotFound("ban", user_id)
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -435,7 +378,10 @@ def _reason(reason: str | None) -> str | None:
 __all__ = [
     "AdminError",
     "AdminService",
+    "AlreadyListed",
+    "BlocklistReport",
     "InvalidSetting",
+    "LedgerReport",
     "NotFound",
     "SettingsSummary",
     "StatsReport",

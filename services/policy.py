@@ -17,24 +17,24 @@ Decisions (see also the module's tests):
 - Safety: the ceiling is the age-restricted one in channels flagged age-restricted, else the normal
   one. A value the member asked for above it is refused; the default, when above it, is clamped
   with a note.
+- A refusal is data (one ``PolicyRefusal`` subclass per rule, with the facts); the cogs turn it
+  into the member's sentence, so no Discord markup is written here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 from services.blocklist import Blocklist
 from storage import Storage
 from storage.models import Ban, GuildPolicy
 
 log = logging.getLogger(__name__)
-
-# How many channels or roles a refusal names before it says "and N more".
-_MAX_LISTED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,22 +56,89 @@ class RequestContext:
 
 
 class PolicyRefusal(Exception):
-    """A rule said no. ``str(err)`` is the short message for the member (sent ephemerally)."""
+    """A rule said no. Each rule has a subclass carrying the facts the member is told (the cogs
+    word them: cogs/refusals.py); ``str()`` is a plain line for the bot's log."""
+
+    # channel | role | banned | cooldown | in_flight | dms | safety | blocklist
+    rule: ClassVar[str] = ""
 
     def __init__(
-        self,
-        rule: str,
-        message: str,
-        *,
-        frees_at: datetime | None = None,
-        matched: str | None = None,
+        self, detail: str, *, frees_at: datetime | None = None, matched: str | None = None
     ) -> None:
-        super().__init__(message)
-        # channel | role | banned | cooldown | in_flight | dms | safety | blocklist
-        self.rule = rule
-        self.message = message
+        super().__init__(f"{self.rule}: {detail}")
         self.frees_at = frees_at  # when the rule stops applying, if known
         self.matched = matched  # the blocklist pattern that matched: for the moderators' log only
+
+
+class DmsOff(PolicyRefusal):
+    """A request in DMs while the operator keeps the studio to servers."""
+
+    rule = "dms"
+
+    def __init__(self) -> None:
+        super().__init__("the studio is off in DMs")
+
+
+class Banned(PolicyRefusal):
+    rule = "banned"
+
+    def __init__(self, until: datetime | None, reason: str | None) -> None:
+        super().__init__(f"until {until or 'lifted'}", frees_at=until)
+        self.until = until  # None: until a moderator lifts it
+        self.reason = reason
+
+
+class WrongChannel(PolicyRefusal):
+    rule = "channel"
+
+    def __init__(self, allowed: Collection[int]) -> None:
+        self.channel_ids = tuple(sorted(allowed))  # where the studio works
+        super().__init__(f"only in channels {list(self.channel_ids)}")
+
+
+class MissingRole(PolicyRefusal):
+    rule = "role"
+
+    def __init__(self, allowed: Collection[int]) -> None:
+        self.role_ids = tuple(sorted(allowed))  # any one of them will do
+        super().__init__(f"only for roles {list(self.role_ids)}")
+
+
+class SafetyTooHigh(PolicyRefusal):
+    rule = "safety"
+
+    def __init__(self, asked: int, ceiling: int, *, age_restricted_ceiling: int | None) -> None:
+        super().__init__(f"asked {asked}, ceiling {ceiling}")
+        self.asked = asked
+        self.ceiling = ceiling
+        # Set when age-restricted channels would allow the value (worth telling the member).
+        self.age_restricted_ceiling = age_restricted_ceiling
+
+
+class PromptBlocked(PolicyRefusal):
+    """The blocklist matched: the member is not told what (only the moderators' log is)."""
+
+    rule = "blocklist"
+
+    def __init__(self, matched: str) -> None:
+        super().__init__("the blocklist matched", matched=matched)
+
+
+class TooManyInFlight(PolicyRefusal):
+    rule = "in_flight"
+
+    def __init__(self, in_flight: int, limit: int) -> None:
+        super().__init__(f"{in_flight} in flight, limit {limit}")
+        self.in_flight = in_flight
+        self.limit = limit
+
+
+class CoolingDown(PolicyRefusal):
+    rule = "cooldown"
+
+    def __init__(self, frees_at: datetime, cooldown_seconds: int) -> None:
+        super().__init__(f"until {frees_at}", frees_at=frees_at)
+        self.cooldown_seconds = cooldown_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,37 +156,6 @@ class _GuildRules:
     blocklist: Blocklist
     # user id -> ban; expired ones stay until the next reload and are ignored on use
     bans: dict[int, Ban] = field(default_factory=dict)
-
-
-def format_duration(seconds: int) -> str:
-    """A short human duration, at most two units: 45 s, 1 min 30 s, 2 h, 3 d 4 h."""
-    seconds = max(0, int(seconds))
-    if seconds == 0:
-        return "0 s"
-    parts: list[str] = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count} {unit}")
-    return " ".join(parts[:2])
-
-
-def discord_time(at: datetime, style: str = "R") -> str:
-    """A Discord timestamp tag, shown in each reader's own time zone."""
-    return f"<t:{int(at.timestamp())}:{style}>"
-
-
-def listed(tags: Sequence[str], *, limit: int = _MAX_LISTED) -> str:
-    """``a, b, c and N more``: at most ``limit`` tags named ("" when there are none)."""
-    shown = ", ".join(tags[:limit])
-    if len(tags) > limit:
-        shown += f" and {len(tags) - limit} more"
-    return shown
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _utcnow() -> datetime:
@@ -203,9 +239,7 @@ class PolicyService:
         now = now or self._clock()
         if ctx.guild_id is None:
             if not self._allow_dms:
-                raise PolicyRefusal(
-                    "dms", "The studio doesn't work in DMs. Use it in a server instead."
-                )
+                raise DmsOff()
             return self._check_request(ctx, self._dm_policy, None, now)
         rules = await self._guild(ctx.guild_id)
         self._check_member(ctx, rules, now)
@@ -220,9 +254,7 @@ class PolicyService:
         now = now or self._clock()
         if ctx.guild_id is None:
             if not self._allow_dms:
-                raise PolicyRefusal(
-                    "dms", "The studio doesn't work in DMs. Use it in a server instead."
-                )
+                raise DmsOff()
             return
         self._check_member(ctx, await self._guild(ctx.guild_id), now)
 
@@ -230,17 +262,12 @@ class PolicyService:
         policy = rules.policy
         ban = rules.bans.get(ctx.user_id)
         if ban is not None and (ban.until is None or ban.until > now):
-            raise _banned(ban)
+            raise Banned(ban.until, ban.reason)
         allowed = policy.allowed_channel_ids
         if allowed and ctx.channel_id not in allowed and ctx.parent_channel_id not in allowed:
-            tags = [f"<#{c}>" for c in sorted(policy.allowed_channel_ids)]
-            raise PolicyRefusal("channel", f"Image generation is only enabled in {listed(tags)}.")
+            raise WrongChannel(allowed)
         if policy.allowed_role_ids and not (ctx.role_ids & policy.allowed_role_ids):
-            tags = [f"<@&{r}>" for r in sorted(policy.allowed_role_ids)]
-            which = "the role" if len(tags) == 1 else "one of these roles:"
-            raise PolicyRefusal(
-                "role", f"The studio here is for members with {which} {listed(tags)}."
-            )
+            raise MissingRole(policy.allowed_role_ids)
 
     def _check_request(
         self,
@@ -253,29 +280,14 @@ class PolicyService:
         if blocklist is not None:
             match = blocklist.check(ctx.prompt)
             if match is not None:
-                raise PolicyRefusal(
-                    "blocklist",
-                    "That prompt contains something this server doesn't allow, so it wasn't"
-                    " sent. Please reword it.",
-                    matched=match.pattern,
-                )
+                raise PromptBlocked(match.pattern)
         limit = policy.max_jobs_in_flight
         if limit > 0 and ctx.in_flight >= limit:
-            jobs = "job" if limit == 1 else "jobs"
-            raise PolicyRefusal(
-                "in_flight",
-                f"You already have {ctx.in_flight} {jobs} in progress (limit: {limit} at a time)."
-                " Try again when one finishes.",
-            )
+            raise TooManyInFlight(ctx.in_flight, limit)
         if policy.cooldown_seconds > 0 and ctx.last_job_at is not None and not ctx.is_moderator:
             frees_at = ctx.last_job_at + timedelta(seconds=policy.cooldown_seconds)
             if frees_at > now:
-                raise PolicyRefusal(
-                    "cooldown",
-                    f"You can use the studio again {discord_time(frees_at)}"
-                    f" (cooldown: {format_duration(policy.cooldown_seconds)}).",
-                    frees_at=frees_at,
-                )
+                raise CoolingDown(frees_at, policy.cooldown_seconds)
         return PolicyDecision(safety_tolerance=safety, notes=notes, policy=policy)
 
     def _safety(self, ctx: RequestContext, policy: GuildPolicy) -> tuple[int, tuple[str, ...]]:
@@ -286,32 +298,26 @@ class PolicyService:
                 return ceiling, (f"safety lowered to {ceiling}, this server's ceiling",)
             return self._default_safety, ()
         if ctx.safety > ceiling:
-            message = f"Safety {ctx.safety} is above this server's ceiling of {ceiling}"
-            if not ctx.age_restricted_channel and policy.max_safety_age_restricted > ceiling:
-                message += (
-                    f" here (age-restricted channels allow up to"
-                    f" {policy.max_safety_age_restricted})"
-                )
-            raise PolicyRefusal("safety", message + f". Pick {ceiling} or lower.")
+            elsewhere = policy.max_safety_age_restricted
+            raise SafetyTooHigh(
+                ctx.safety,
+                ceiling,
+                age_restricted_ceiling=elsewhere if not aged and elsewhere > ceiling else None,
+            )
         return ctx.safety, ()
 
 
-def _banned(ban: Ban) -> PolicyRefusal:
-    if ban.until is None:
-        message = "You're banned from the studio in this server."
-    else:
-        message = f"You're banned from the studio in this server until {discord_time(ban.until)}."
-    if ban.reason:
-        message += f" Reason: {_one_line(ban.reason)}"
-    return PolicyRefusal("banned", message, frees_at=ban.until)
-
-
 __all__ = [
+    "Banned",
+    "CoolingDown",
+    "DmsOff",
+    "MissingRole",
     "PolicyDecision",
     "PolicyRefusal",
     "PolicyService",
+    "PromptBlocked",
     "RequestContext",
-    "discord_time",
-    "format_duration",
-    "listed",
+    "SafetyTooHigh",
+    "TooManyInFlight",
+    "WrongChannel",
 ]

@@ -459,6 +459,12 @@ class JobStore:
 
         return await self._db.query(run)
 
+    async def member_in_flight(self, user_id: int, guild_id: int | None) -> int:
+        """The member's unfinished jobs in one guild (None: in DMs), held ones included."""
+        return await self._db.query(
+            lambda c: c.execute(_MEMBER_IN_FLIGHT_SQL, (user_id, guild_id)).fetchone()[0]
+        )
+
     async def in_flight_count(
         self, *, user_id: int | None = None, guild_id: int | None = None
     ) -> int:

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cogs.refusals import admin_error_text
 from services.admin import (
     AdminError,
     AdminService,
+    AlreadyListed,
     InvalidSetting,
     NotFound,
     parse_duration,
@@ -123,10 +125,14 @@ async def test_channels_add_remove_clear(admin: AdminService, policy: PolicyServ
 
 async def test_channel_errors(admin: AdminService) -> None:
     await admin.allow_channel(GUILD, 11)
-    with pytest.raises(AdminError, match="already an allowed channel"):
+    with pytest.raises(AlreadyListed) as already:
         await admin.allow_channel(GUILD, 11)
-    with pytest.raises(NotFound, match="<#12> is not in the allowed channels"):
+    assert (already.value.what, already.value.target_id) == ("channel", 11)
+    assert admin_error_text(already.value) == "<#11> is already an allowed channel."
+    with pytest.raises(NotFound) as missing:
         await admin.disallow_channel(GUILD, 12)
+    assert (missing.value.what, missing.value.target_id) == ("channel", 12)
+    assert admin_error_text(missing.value) == "<#12> is not in the allowed channels."
     for channel in range(12, 36):
         await admin.allow_channel(GUILD, channel)
     with pytest.raises(InvalidSetting, match="at most 25"):
@@ -138,8 +144,9 @@ async def test_roles_add_remove_clear(admin: AdminService, policy: PolicyService
     await admin.allow_role(GUILD, 77)
     assert await rule(policy, ctx()) == "role"
     assert await rule(policy, ctx(role_ids=frozenset({77}))) is None
-    with pytest.raises(AdminError, match="already"):
+    with pytest.raises(AlreadyListed) as already:
         await admin.allow_role(GUILD, 77)
+    assert admin_error_text(already.value) == "<@&77> is already an allowed role."
     with pytest.raises(NotFound):
         await admin.disallow_role(GUILD, 78)
     await admin.disallow_role(GUILD, 77)
@@ -181,8 +188,9 @@ async def test_blocklist_add_list_remove(admin: AdminService, policy: PolicyServ
     assert [e.id for e in await admin.blocklist(GUILD)] == [entry.id, regex.id]
     await admin.remove_block(GUILD, entry.id)
     assert await rule(policy, ctx(prompt="a dragon")) is None
-    with pytest.raises(NotFound, match=f"no blocklist entry #{entry.id}"):
+    with pytest.raises(NotFound) as missing:
         await admin.remove_block(GUILD, entry.id)
+    assert admin_error_text(missing.value) == f"There is no blocklist entry #{entry.id}."
 
 
 async def test_blocklist_validation(admin: AdminService) -> None:
@@ -195,8 +203,11 @@ async def test_blocklist_validation(admin: AdminService) -> None:
     with pytest.raises(InvalidSetting, match="at most 200"):
         await admin.add_block(GUILD, "x" * 201, is_regex=False, actor_id=ADMIN)
     entry = await admin.add_block(GUILD, "Dragon", is_regex=False, actor_id=ADMIN)
-    with pytest.raises(AdminError, match=f"already on the blocklist \\(entry #{entry.id}\\)"):
+    with pytest.raises(AlreadyListed) as already:
         await admin.add_block(GUILD, "dragon", is_regex=False, actor_id=ADMIN)
+    assert admin_error_text(already.value) == (
+        f"That's already on the blocklist (entry #{entry.id})."
+    )
     assert len(await admin.blocklist(GUILD)) == 1
 
 
@@ -237,8 +248,9 @@ async def test_ban_and_unban(admin: AdminService, policy: PolicyService) -> None
     assert await rule(policy, ctx()) == "banned"
     await admin.unban(GUILD, USER)
     assert await rule(policy, ctx()) is None
-    with pytest.raises(NotFound, match=f"<@{USER}> isn't banned"):
+    with pytest.raises(NotFound) as missing:
         await admin.unban(GUILD, USER)
+    assert admin_error_text(missing.value) == f"<@{USER}> isn't banned from the studio."
 
 
 async def test_a_ban_without_duration_lasts_until_lifted(admin: AdminService) -> None:
@@ -325,8 +337,9 @@ async def test_role_tiers(admin: AdminService) -> None:
     assert (balance.limit, balance.limit_source) == (50, "role tier")
     await admin.remove_role_tier(GUILD, 77)
     assert (await admin.balance(GUILD, USER, role_ids=[77])).limit == 10
-    with pytest.raises(NotFound, match="<@&77> has no credit tier"):
+    with pytest.raises(NotFound) as missing:
         await admin.remove_role_tier(GUILD, 77)
+    assert admin_error_text(missing.value) == "<@&77> has no credit tier."
     with pytest.raises(InvalidSetting):
         await admin.set_role_tier(GUILD, 77, 100_001)
 
@@ -339,8 +352,9 @@ async def test_user_override(admin: AdminService, storage: Storage) -> None:
     assert (balance.limit, balance.limit_source) == (2, "user override")
     await admin.set_user_override(GUILD, USER, None)
     assert (await admin.balance(GUILD, USER, role_ids=[77])).limit == 50
-    with pytest.raises(NotFound, match="no personal daily credits"):
+    with pytest.raises(NotFound) as missing:
         await admin.set_user_override(GUILD, USER, None)
+    assert admin_error_text(missing.value) == f"<@{USER}> has no personal daily credits set."
 
 
 async def test_grant_reset_and_ledger(admin: AdminService, storage: Storage) -> None:

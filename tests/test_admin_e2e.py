@@ -341,6 +341,19 @@ async def test_quota_settings_change_what_members_may_spend(tmp_path: Path) -> N
             assert said == f"<@&{patron.id}> has no credit tier."
 
 
+async def test_the_ledger_counts_the_members_role_tier(tmp_path: Path) -> None:
+    # the member option's roles, as Discord resolved them in the interaction
+    async with running_studio(tmp_path) as env:
+        guild = env.discord.guild
+        await admin_says(env, "quota tier", {"role": guild.member_role, "credits": 7})
+        ledger = await admin_says(env, "quota ledger", {"member": guild.member})
+        assert ledger.startswith(
+            f"<@{guild.member.id}> has **7** credits left today (limit 7 from the role tier;"
+            " 0 used). Resets <t:"
+        )
+        assert ledger.endswith(":R>.\nNo ledger entries yet.")
+
+
 async def test_the_guild_cap_and_reset(tmp_path: Path) -> None:
     async with running_studio(tmp_path) as env:
         guild = env.discord.guild
@@ -560,7 +573,40 @@ async def test_stats_count_todays_jobs(tmp_path: Path) -> None:
             assert f"Top: <@{guild.member.id}> 2" in field["value"]
 
 
-@pytest.mark.parametrize("command", ["settings", "stats", "channels list"])
+NOTHING_DONE = "Jobs: **0** (0 delivered, 0 failed, 0 cancelled, 0 rejected, 0 in progress)"
+UNCONFIGURED = {
+    "settings": [
+        "Studio settings",
+        "**Channels:** every channel",
+        "**Roles:** everyone",
+        "**Daily credits per member:** bot default (20)",
+        "**Server daily cap:** none",
+        "**Role tiers:** none",
+        "**Blocklist:** 0 entries",
+        "**Log channel:** not set",
+        "**Cooldown:** none",
+        "**Bans:** 0 active",
+    ],
+    "stats": ["Studio stats", NOTHING_DONE, "Images: **0** · Credits spent: **0**"],
+    "channels list": ["The studio works in every channel."],
+}
+
+
+def answer_lines(sent: SentInteraction) -> list[str]:
+    """Every line the admin reads: the content, and each embed's title, description and fields."""
+    data = sent.callback_data or {}
+    texts = [data.get("content") or ""]
+    for embed in data.get("embeds", []):
+        texts += [embed.get("title", ""), embed.get("description", "")]
+        texts += [field["value"] for field in embed.get("fields", [])]
+    return [line for text in texts for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("command", list(UNCONFIGURED))
 async def test_reports_work_for_an_unconfigured_guild(tmp_path: Path, command: str) -> None:
+    # A crash answers ephemerally with no mentions too: the content is what proves it worked.
     async with running_studio(tmp_path) as env:
-        await admin(env, command)
+        lines = answer_lines(await admin(env, command))
+        for line in UNCONFIGURED[command]:
+            assert line in lines, (line, lines)
+        assert not any("Top:" in line for line in lines)

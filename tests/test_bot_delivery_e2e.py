@@ -6,8 +6,11 @@ request that carries the files.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from storage.models import JobState
 from tests.e2e_harness import labels, studio_env
@@ -70,6 +73,7 @@ async def test_an_invalid_webhook_token_50027_falls_back_to_the_channel(tmp_path
         assert result.origin == "channel" and len(result.attachments) == 1
 
 
+@pytest.mark.expect_errors(logger="services.jobs", match="the result could not be posted")
 async def test_when_discord_refuses_everything_the_job_stays_finished_and_is_posted_later(
     tmp_path: Path,
 ) -> None:
@@ -88,3 +92,32 @@ async def test_when_discord_refuses_everything_the_job_stays_finished_and_is_pos
         async with env.running():  # the next start posts it
             job = await env.wait_state(job_id, JobState.DELIVERED)
             assert job.committed == 1
+
+
+async def test_a_429_on_the_delivery_is_waited_out_and_the_result_arrives_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with studio_env(tmp_path) as env, env.running():
+        member = env.discord.guild.member
+        delivery = with_files("PATCH", "/webhooks/")
+        # With Via and a JSON retry_after discord.py sleeps and retries; without, it would raise.
+        limited = env.discord.rate_limit(delivery, count=1, retry_after=0.05)
+        sent = await env.imagine("rate limited")
+        status = await env.acknowledged(sent)
+        job = await env.wait_state(env.job_id_of(status), JobState.DELIVERED)
+
+        # The 429 was really served, on the request carrying the files, and retried once.
+        assert [r.status for r in limited.hits] == [429] and limited.remaining == 0
+        assert [r.status for r in env.discord.requests_to(delivery)] == [429, 200]
+        assert any("is rate limited" in r.getMessage() for r in caplog.records)
+        # Delivered once, into the status message: no channel fallback, no followup copy.
+        assert job.result_message_id == status.id
+        result = env.discord.message(status.id)
+        assert len(result.attachments) == 1
+        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert env.discord.requests_to(with_files("POST", "/channels/")) == []
+        assert env.discord.requests_to(with_files("POST", "/webhooks/")) == []
+        assert job.committed == 1
+        assert env.storage is not None
+        assert (await env.storage.quota.balance(member.id, env.discord.guild.id)).used == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -331,6 +331,7 @@ async def test_an_api_failure_is_explained_and_refunded(tmp_path: Path) -> None:
         assert job.committed is None and await used(env, env.discord.guild.member.id) == 0
 
 
+@pytest.mark.expect_errors(logger="cogs.tree", match="unexpected error")
 async def test_an_unexpected_error_is_logged_and_the_member_gets_a_reference(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

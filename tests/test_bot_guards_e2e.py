@@ -156,6 +156,7 @@ async def test_a_cancel_runcomfy_refuses_says_the_job_carries_on(tmp_path: Path)
         assert (await env.job(job_id)).state in (JobState.SUBMITTED, JobState.QUEUED)
 
 
+@pytest.mark.expect_errors(logger="cogs.tree", match="unexpected error")
 async def test_an_unexpected_error_on_a_button_names_the_job(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -98,6 +98,7 @@ async def test_a_second_instance_on_the_same_database_refuses_and_sync_only_leav
             await stop(first)
 
 
+@pytest.mark.expect_errors(logger="studio", match="command sync failed")
 async def test_a_failed_command_sync_is_one_line_and_jobs_still_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from cogs.modlog_render import action_text
 from cogs.render import outcome_text
+from services.moderation import ActionResult, Notice, Outcome
 from storage.models import Job, JobKind, JobState
 
 
@@ -30,3 +32,14 @@ def test_the_refund_line_agrees_with_the_number_of_credits() -> None:
     assert "Your 1 credit is back." in outcome_text(job(1))
     assert "Your 2 credits are back." in outcome_text(job(2))
     assert "Your 1 credit is back." in outcome_text(job(1, JobState.CANCELLED))
+
+
+def test_every_moderator_outcome_has_its_own_sentence() -> None:
+    told = {
+        outcome: action_text(ActionResult(job(2), outcome, amount=2, notice=Notice.DM))
+        for outcome in Outcome
+    }
+    assert all(text != outcome.value for outcome, text in told.items())
+    assert len(set(told.values())) == len(Outcome)
+    assert told[Outcome.REJECTED] == "Rejected: <@1> was told by DM; credits refunded."
+    assert told[Outcome.REMOVED] == "Removed the result from <#3>."

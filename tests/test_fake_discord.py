@@ -525,6 +525,8 @@ async def test_gateway_drop_is_resumed_and_interactions_still_arrive(
     assert len(fake.identifies) == 1  # resumed, never re-identified
 
 
+# TinyBot does not handle the refusal: discord.py logs it.
+@pytest.mark.expect_errors(logger="discord.app_commands.tree", match="40005")
 async def test_files_over_the_interaction_upload_limit_are_refused(
     fake: FakeDiscord, bot: TinyBot
 ) -> None:
@@ -618,6 +620,7 @@ async def test_user_context_menu_resolves_the_member(fake: FakeDiscord, bot: Tin
     assert str(target.id) in sent.payload["data"]["resolved"]["members"]
 
 
+@pytest.mark.expect_errors(logger="discord.app_commands.tree", match="10062")
 async def test_a_callback_after_the_ack_deadline_is_unknown() -> None:
     async with FakeDiscord(interaction_ack_timeout=0.0) as fake:
         tiny = TinyBot(fake.guild.id)
@@ -1016,6 +1019,7 @@ AUTOCOMPLETE_LIMITS = [
 
 
 @pytest.mark.parametrize(("accepted", "refused", "field"), AUTOCOMPLETE_LIMITS)
+@pytest.mark.expect_errors(logger="discord.app_commands.tree", match="50035")
 async def test_autocomplete_limits_refuse_just_over_and_accept_at_the_limit(
     fake: FakeDiscord,
     probe: ProbeBot,

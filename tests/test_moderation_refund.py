@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from cogs.modlog_render import action_detail, action_text
 from services.admin import AdminService
-from services.moderation import ModerationService
+from services.moderation import ModerationService, ModLog, Outcome
 from services.policy import PolicyService
 from storage import JobKind, JobState, LedgerKind, NewJob, QuotaSettings, Storage
 
@@ -49,8 +50,17 @@ async def storage(tmp_path: Any, clock: Clock) -> AsyncIterator[Storage]:
 def moderation(storage: Storage, clock: Clock) -> ModerationService:
     policy = PolicyService(storage, clock=clock)
     admin = AdminService(storage, policy, clock=clock)
-    # Refund needs neither the job engine nor Discord.
-    return ModerationService(storage, None, policy, admin, clock=clock)  # type: ignore[arg-type]
+    # Refund needs neither the job engine nor Discord: the log is there for its per-job lock.
+    modlog = ModLog(storage, policy, None, None)  # type: ignore[arg-type]
+    return ModerationService(
+        storage,
+        None,  # type: ignore[arg-type]
+        policy,
+        admin,
+        modlog,
+        None,  # type: ignore[arg-type]
+        clock=clock,
+    )
 
 
 async def delivered_job(storage: Storage, cost: int) -> str:
@@ -82,8 +92,9 @@ async def test_a_refund_on_the_same_day_gives_todays_credits_back(
     job_id = await delivered_job(storage, 3)
     assert await remaining(storage) == 7
     result = await moderation.refund(GUILD, job_id, actor_id=MOD)
-    assert result.done and result.message == f"Refunded 3 credits to <@{USER}>."
-    assert result.detail == ""
+    assert result.done and action_text(result) == f"Refunded 3 credits to <@{USER}>."
+    assert (result.outcome, result.amount) == (Outcome.REFUNDED, 3)
+    assert action_detail(result) == ""
     assert await remaining(storage) == 10
 
 
@@ -96,16 +107,18 @@ async def test_a_refund_of_an_earlier_days_job_is_granted_for_today(
     assert await remaining(storage) == 6
     result = await moderation.refund(GUILD, job_id, actor_id=MOD)
     assert result.done
-    assert result.message == (
+    assert (result.outcome, result.day) == (Outcome.REFUNDED_TODAY, DAY_ONE.date())
+    assert action_text(result) == (
         f"Refunded 3 credits to <@{USER}>: the job was on 2030-05-17 (UTC),"
         " so they were granted for today instead."
     )
+    assert action_detail(result) == "job of 2030-05-17: granted for today"
     assert await remaining(storage) == 9  # the member can use them today
     grants = [e for e in await storage.quota.ledger(USER, GUILD) if e.kind == LedgerKind.GRANT]
     assert [(g.amount, g.actor_id) for g in grants] == [(3, MOD)]
     assert grants[0].reason == f"refund of job {job_id} from 2030-05-17"
     again = await moderation.refund(GUILD, job_id, actor_id=MOD)
-    assert not again.done and again.message == f"Job `{job_id}` was already refunded."
+    assert not again.done and action_text(again) == f"Job `{job_id}` was already refunded."
     assert await remaining(storage) == 9
 
 
@@ -116,8 +129,8 @@ async def test_a_refund_after_a_reset_of_that_day_says_so(
     await storage.quota.reset_day(USER, GUILD, actor_id=MOD)
     assert await remaining(storage) == 10
     result = await moderation.refund(GUILD, job_id, actor_id=MOD)
-    assert not result.done
-    assert result.message == (
+    assert not result.done and result.outcome == Outcome.RESET
+    assert action_text(result) == (
         f"Nothing to refund: job `{job_id}`'s credits were already given back by a reset"
         " of that day."
     )

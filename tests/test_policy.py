@@ -1,4 +1,8 @@
-"""PolicyService against a real SQLite database: every rule, clamp vs refuse, the cache."""
+"""PolicyService against a real SQLite database: every rule, clamp vs refuse, the cache.
+
+Refusals are typed data; what the member reads is asserted through the cogs' wording of them
+(``cogs.refusals.refusal_text``), which is the only place it is written.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cogs.refusals import refusal_text
+from cogs.render import format_duration
 from services.policy import (
+    Banned,
+    CoolingDown,
+    DmsOff,
+    MissingRole,
     PolicyRefusal,
     PolicyService,
+    PromptBlocked,
     RequestContext,
-    format_duration,
+    SafetyTooHigh,
+    TooManyInFlight,
+    WrongChannel,
 )
 from storage import QuotaSettings, Storage
 from storage.models import GuildPolicy
@@ -54,7 +67,7 @@ def ctx(**changes: object) -> RequestContext:
 async def refusal(service: PolicyService, context: RequestContext) -> PolicyRefusal:
     with pytest.raises(PolicyRefusal) as caught:
         await service.check(context)
-    assert str(caught.value) == caught.value.message
+    assert "<" not in str(caught.value)  # the log line: no Discord markup in services
     return caught.value
 
 
@@ -72,7 +85,8 @@ async def test_wrong_channel_names_the_allowed_channels(storage, service) -> Non
     await storage.policy.update(GUILD, allowed_channel_ids=frozenset({11, 12}))
     refused = await refusal(service, ctx(channel_id=CHANNEL))
     assert refused.rule == "channel"
-    assert refused.message == "Image generation is only enabled in <#11>, <#12>."
+    assert isinstance(refused, WrongChannel) and refused.channel_ids == (11, 12)
+    assert refusal_text(refused) == "Image generation is only enabled in <#11>, <#12>."
     assert refused.frees_at is None
     assert (await service.check(ctx(channel_id=12))).safety_tolerance == 4
 
@@ -95,7 +109,7 @@ async def test_a_thread_is_allowed_by_itself_or_by_its_parent(storage, service) 
 async def test_a_long_channel_list_is_shortened(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_channel_ids=frozenset(range(11, 19)))
     refused = await refusal(service, ctx())
-    assert refused.message.endswith("<#15> and 3 more.")
+    assert refusal_text(refused).endswith("<#15> and 3 more.")
 
 
 async def test_moderators_follow_the_channel_rule_too(storage, service) -> None:
@@ -107,7 +121,7 @@ async def test_missing_role_names_the_roles(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_role_ids=frozenset({77}))
     refused = await refusal(service, ctx(role_ids=frozenset({5, 6})))
     assert refused.rule == "role"
-    assert refused.message == "The studio here is for members with the role <@&77>."
+    assert refusal_text(refused) == "The studio here is for members with the role <@&77>."
     await service.check(ctx(role_ids=frozenset({6, 77})))
     assert (await refusal(service, ctx(is_moderator=True))).rule == "role"
 
@@ -115,8 +129,8 @@ async def test_missing_role_names_the_roles(storage, service) -> None:
 async def test_several_roles_are_listed(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_role_ids=frozenset({77, 78}))
     refused = await refusal(service, ctx())
-    assert (
-        refused.message == "The studio here is for members with one of these roles: <@&77>, <@&78>."
+    assert refusal_text(refused) == (
+        "The studio here is for members with one of these roles: <@&77>, <@&78>."
     )
 
 
@@ -128,7 +142,10 @@ async def test_a_permanent_ban_refuses_with_the_reason(storage, service) -> None
     refused = await refusal(service, ctx())
     assert refused.rule == "banned"
     assert refused.frees_at is None
-    assert refused.message == "You're banned from the studio in this server. Reason: spam spam"
+    assert isinstance(refused, Banned) and refused.reason == "spam\nspam"
+    assert (
+        refusal_text(refused) == "You're banned from the studio in this server. Reason: spam spam"
+    )
 
 
 async def test_a_timed_ban_says_when_it_ends_and_then_ends(storage) -> None:
@@ -140,7 +157,9 @@ async def test_a_timed_ban_says_when_it_ends_and_then_ends(storage) -> None:
     assert refused.rule == "banned"
     assert refused.frees_at == until
     stamp = int(until.timestamp())
-    assert refused.message == f"You're banned from the studio in this server until <t:{stamp}:R>."
+    assert refusal_text(refused) == (
+        f"You're banned from the studio in this server until <t:{stamp}:R>."
+    )
     # The cached ban expires by itself: no invalidation needed.
     clock[0] = until + timedelta(seconds=1)
     await service.check(ctx())
@@ -168,7 +187,8 @@ async def test_cooldown_says_when_the_member_may_go_again(storage, service) -> N
     frees_at = last + timedelta(seconds=30)
     assert refused.rule == "cooldown"
     assert refused.frees_at == frees_at
-    assert refused.message == (
+    assert isinstance(refused, CoolingDown) and refused.cooldown_seconds == 30
+    assert refusal_text(refused) == (
         f"You can use the studio again <t:{int(frees_at.timestamp())}:R> (cooldown: 30 s)."
     )
     await service.check(ctx(last_job_at=NOW - timedelta(seconds=30)))
@@ -186,7 +206,7 @@ async def test_too_many_jobs_in_flight(storage, service) -> None:
     refused = await refusal(service, ctx(in_flight=2))
     assert refused.rule == "in_flight"
     assert refused.frees_at is None
-    assert "2 jobs in progress (limit: 2 at a time)" in refused.message
+    assert "2 jobs in progress (limit: 2 at a time)" in refusal_text(refused)
     # The limit bounds spend, so it binds moderators as well.
     assert (await refusal(service, ctx(in_flight=2, is_moderator=True))).rule == "in_flight"
 
@@ -202,7 +222,7 @@ async def test_the_default_in_flight_limit_is_three(service) -> None:
 async def test_dms_are_refused_by_default(service) -> None:
     refused = await refusal(service, ctx(guild_id=None))
     assert refused.rule == "dms"
-    assert refused.message == "The studio doesn't work in DMs. Use it in a server instead."
+    assert refusal_text(refused) == "The studio doesn't work in DMs. Use it in a server instead."
 
 
 async def test_dms_when_the_operator_allows_them(storage) -> None:
@@ -231,12 +251,14 @@ async def test_asking_above_the_ceiling_is_refused(storage, service) -> None:
     await storage.policy.update(GUILD, max_safety=3, max_safety_age_restricted=3)
     refused = await refusal(service, ctx(safety=5))
     assert refused.rule == "safety"
-    assert refused.message == "Safety 5 is above this server's ceiling of 3. Pick 3 or lower."
+    assert isinstance(refused, SafetyTooHigh)
+    assert (refused.asked, refused.ceiling, refused.age_restricted_ceiling) == (5, 3, None)
+    assert refusal_text(refused) == "Safety 5 is above this server's ceiling of 3. Pick 3 or lower."
 
 
 async def test_the_refusal_points_to_age_restricted_channels(service) -> None:
     refused = await refusal(service, ctx(safety=6))
-    assert refused.message == (
+    assert refusal_text(refused) == (
         "Safety 6 is above this server's ceiling of 4 here"
         " (age-restricted channels allow up to 6). Pick 4 or lower."
     )
@@ -278,7 +300,7 @@ async def test_a_blocked_prompt_is_refused_without_echoing_it(storage, service) 
     refused = await refusal(service, ctx(prompt="A RED Dragon over the sea"))
     assert refused.rule == "blocklist"
     assert refused.matched == entry.pattern
-    assert "dragon" not in refused.message.lower()
+    assert "dragon" not in refusal_text(refused).lower()
     await service.check(ctx(prompt="a red wyvern over the sea"))
 
 
@@ -386,6 +408,23 @@ async def test_policy_is_served_from_the_cache(storage, service) -> None:
     assert (await service.policy(GUILD)).cooldown_seconds == 0
     service.invalidate(GUILD)
     assert (await service.policy(GUILD)).cooldown_seconds == 5
+
+
+def test_every_rule_has_its_own_sentence() -> None:
+    refusals = [
+        DmsOff(),
+        Banned(None, None),
+        WrongChannel({11}),
+        MissingRole({77}),
+        SafetyTooHigh(5, 3, age_restricted_ceiling=None),
+        PromptBlocked("dragon"),
+        TooManyInFlight(3, 3),
+        CoolingDown(NOW, 30),
+    ]
+    assert {type(r) for r in refusals} == set(PolicyRefusal.__subclasses__())
+    told = {refusal_text(r) for r in refusals}
+    assert len(told) == len(refusals)
+    assert "The studio can't take this request here right now." not in told
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Requests first: how the job engine keeps Discord's 3 seconds while jobs run in the background.
+"""Requests first: how the bot keeps Discord's 3 seconds while jobs run in the background.
 
 One event loop serves both the interactions (which must be answered within 3 s) and the jobs'
 background work; asyncio has no priorities. So background steps wait while requests arrive in
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 
 from services.settings import JobTiming
 
@@ -28,6 +29,13 @@ class Pacing:
         self._calm = asyncio.Event()  # cleared during a burst of requests
         self._calm.set()
         self._stopped = False
+
+    @contextlib.asynccontextmanager
+    async def step(self, step: str) -> AsyncIterator[None]:
+        """Around a background step ("submit", "deliver"): requests first, then a free slot."""
+        await self.yield_to_requests()
+        async with self.submits if step == "submit" else self.deliveries:
+            yield
 
     async def yield_to_requests(self) -> None:
         """Before a background step: let a burst of interactions be acknowledged first."""
