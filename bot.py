@@ -23,12 +23,10 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +36,10 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 from client import RunComfyClient
-from cogs.modlog_sink import DiscordModLog
-from cogs.pacing import Pacing
-from cogs.presenter import DiscordPresenter
 from cogs.render import NO_MENTIONS
 from cogs.tree import StudioTree
-from services.admin import AdminService
-from services.image_inputs import InputImages
-from services.jobs import JobService
-from services.moderation import ModerationService, ModLog
-from services.policy import PolicyService
+from cogs.wiring import Services, wire
+from services.redact import RedactTokens
 from services.settings import BotSettings, SettingsError, log_level_number
 from storage import SchemaTooNewError, Storage
 
@@ -57,19 +49,6 @@ READY_GRACE = 2.0  # seconds a stop waits for discord.py to finish becoming read
 HANDLING_GRACE = 5.0  # seconds a stop waits for buttons and forms being handled
 # Loaded in this order by setup_hook; each module has an async setup(bot).
 EXTENSIONS = ("cogs.studio", "cogs.admin", "cogs.modlog", "cogs.unanswered")
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What the bot is built with (see ``wire``)."""
-
-    policy: PolicyService
-    admin: AdminService
-    jobs: JobService
-    moderation: ModerationService
-    pacing: Pacing
-    presenter: DiscordPresenter
-    modlog_sink: DiscordModLog
 
 
 class StudioBot(commands.Bot):
@@ -219,34 +198,6 @@ class StudioBot(commands.Bot):
         await super().close()
 
 
-def wire(
-    bot: StudioBot, settings: BotSettings, storage: Storage, runcomfy: RunComfyClient
-) -> Services:
-    """Build every service around ``bot``, each with its collaborators from the start."""
-    policy = PolicyService(
-        storage, default_safety=settings.default_safety, allow_dms=settings.allow_dms
-    )
-    admin = AdminService(
-        storage, policy, global_default_credits=settings.quota.default_daily_credits
-    )
-    pacing = Pacing(settings.timing)
-    presenter = DiscordPresenter(bot, pacing, settings.timing)
-    sink = DiscordModLog(bot, presenter)
-    modlog = ModLog(storage, policy, runcomfy, sink)
-    jobs = JobService(
-        storage,
-        runcomfy,
-        policy,
-        presenter,
-        quota=settings.quota,
-        timing=settings.timing,
-        events=modlog,
-        inputs=InputImages(runcomfy, origins=settings.discord_cdn_origins),
-    )
-    moderation = ModerationService(storage, jobs, policy, admin, modlog, sink)
-    return Services(policy, admin, jobs, moderation, pacing, presenter, sink)
-
-
 def create_bot(
     settings: BotSettings,
     *,
@@ -346,43 +297,6 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-
-
-class RedactTokens(logging.Filter):
-    """Hide secrets in log lines, whatever logged them (discord.py logs a lot at DEBUG).
-
-    - interaction/webhook tokens in URLs (``/webhooks/<app>/<token>``, ``/interactions/...``);
-    - ``'token': '...'`` / ``"token": "..."`` (and ``*_token``, ``authorization``) in the dict
-      reprs of gateway events, which carry every interaction's token;
-    - ``Authorization: Bot ...`` / ``Bearer ...`` headers;
-    - the given ``secrets`` verbatim (the bot token, the RunComfy API token).
-    """
-
-    _TOKEN_IN_URL = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._\-]+")
-    _TOKEN_IN_DICT = re.compile(
-        r"""(['"](?:[a-z_]*token|authorization)['"]\s*:\s*)(['"])(?:(?!\2).)+\2""",
-        re.IGNORECASE,
-    )
-    _AUTH_HEADER = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9._\-]{8,}")
-
-    def __init__(self, secrets: Sequence[str | None] = ()) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s and len(s) >= 8]
-
-    def redact(self, text: str) -> str:
-        text = self._TOKEN_IN_URL.sub(r"\1<token>", text)
-        text = self._TOKEN_IN_DICT.sub(r"\1\2<token>\2", text)
-        text = self._AUTH_HEADER.sub(r"\1 <token>", text)
-        for secret in self._secrets:
-            text = text.replace(secret, "<token>")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
 
 
 def setup_logging(

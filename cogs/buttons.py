@@ -33,6 +33,7 @@ from cogs.inputs import (
 )
 from cogs.render import NO_MENTIONS, status_text
 from cogs.routing import JOB_ID, StudioButton, StudioModal
+from cogs.tree import reply
 from services.errors import NotAllowed, StudioClosing
 from services.jobs import CancelResult, JobSpec, Progress, ensure_reusable, spec_of
 from services.moderation import ensure_not_removed
@@ -143,11 +144,10 @@ class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
             )
         except RunComfyError as err:
             log.warning("job %s: cancel failed: %s", self.job_id, err)
-            await interaction.followup.send(
+            await reply(
+                interaction,
                 "RunComfy didn't answer the cancel request, so the job carries on."
                 " Try again in a moment.",
-                ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
             )
             return
         text = {
@@ -159,7 +159,7 @@ class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
             CancelResult.FINISHED: "This job has already finished.",
             CancelResult.PENDING: "This job is being sent right now; try again in a moment.",
         }[result]
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await reply(interaction, text)
 
 
 class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):

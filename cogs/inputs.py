@@ -91,9 +91,9 @@ def check_age_restriction(job: Job, interaction: discord.Interaction) -> None:
 def requester(interaction: discord.Interaction) -> Requester:
     user = interaction.user
     perms = interaction.permissions
-    # Member._roles holds the ids from the interaction payload; Member.roles would need the
-    # guild's roles cached, which interactions do not guarantee.
-    roles = frozenset(getattr(user, "_roles", ()) or ())
+    # The guild's roles are cached (the guilds intent), and interactions from a server the bot
+    # is not in are refused before this (check_source).
+    roles = frozenset(r.id for r in user.roles) if isinstance(user, discord.Member) else frozenset()
     channel = interaction.channel
     # A thread follows its parent's channel rules (and age restriction, see age_restricted);
     # the job's own messages still go to the thread.

@@ -36,6 +36,7 @@ from cogs.inputs import (
 )
 from cogs.presenter import files_of, fit
 from cogs.render import NO_MENTIONS, credits, result_embed
+from cogs.tree import reply
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
 from storage.models import Job, JobKind, JobState
@@ -252,9 +253,7 @@ class StudioCog(commands.Cog):
                 content="\n".join(lines), allowed_mentions=NO_MENTIONS
             )
         else:
-            await interaction.response.send_message(
-                "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
+            await reply(interaction, "\n".join(lines))
 
     @app_commands.command(name="show", description="Post one of your past results again")
     @app_commands.describe(job_id="The job id shown under the result (e.g. from its footer)")

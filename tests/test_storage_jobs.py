@@ -70,7 +70,7 @@ async def test_ids_are_unique_across_many_jobs(tmp_path):
 
 
 async def test_ids_sort_by_creation_time_and_clashes_are_retried(tmp_path, monkeypatch):
-    from storage import jobs as jobs_module
+    from storage import job_ids
 
     clock = FakeClock()
     async with open_storage(tmp_path, clock=clock, default_daily_credits=100) as storage:
@@ -80,7 +80,7 @@ async def test_ids_sort_by_creation_time_and_clashes_are_retried(tmp_path, monke
         assert earlier.id < later.id
         # Same second and the same random part twice: the clash is detected and retried.
         draws = iter([b"same!", b"same!", b"other"])
-        monkeypatch.setattr(jobs_module.secrets, "token_bytes", lambda n: next(draws))
+        monkeypatch.setattr(job_ids.secrets, "token_bytes", lambda n: next(draws))
         first = await storage.jobs.create_reserved(new_job())
         second = await storage.jobs.create_reserved(new_job())
         assert first.id != second.id
