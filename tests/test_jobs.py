@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from client import RunComfyClient
-from client.models import DownloadedImage
+from client.models import DownloadedImage, EditRequest, GenerationOptions
 from client.settings import ClientSettings
 from cogs.pacing import Pacing
 from services.errors import InvalidInput, NotAllowed, RepeatedRequest, StudioClosing
@@ -27,6 +27,7 @@ from services.jobs import (
     RESTART_LOST_SUBMIT,
     CancelResult,
     Delivery,
+    JobRequest,
     JobService,
     JobSpec,
     Progress,
@@ -634,3 +635,45 @@ async def test_a_burst_of_requests_defers_background_work_but_not_forever(
         assert all(r.at >= started + 0.29 for r in submits), [r.at - started for r in submits]
     finally:
         await jobs.close()
+
+
+# -- the stored request ----------------------------------------------------------------------------
+
+
+def stored_job(kind: JobKind, params: dict[str, object]) -> Job:
+    now = datetime.now(UTC)
+    return Job(
+        id="old1",
+        kind=kind,
+        state=JobState.DELIVERED,
+        user_id=USER,
+        guild_id=GUILD,
+        channel_id=CHANNEL,
+        prompt="an old one",
+        params=params,
+        cost=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_rows_written_before_the_typed_request_still_load_with_the_defaults() -> None:
+    # A row of the first schema kept only what the member chose.
+    old = JobRequest.of(stored_job(JobKind.IMAGINE, {"num_images": 3}))
+    assert old.options.num_images == 3
+    assert old.options.resolution == "1K" and old.options.aspect_ratio == "auto"
+    assert old.options.safety_tolerance == 4 and old.options.seed is None
+    assert not old.safety_chosen and old.upload_limit == 10 * 2**20 and old.notes == ()
+    again = spec_of(stored_job(JobKind.IMAGINE, {"num_images": 3}), seed=None)
+    assert again.num_images == 3 and again.safety is None and again.parent_job_id == "old1"
+    edit = JobRequest.of(stored_job(JobKind.EDIT, {"image_urls": ["https://cdn.example/a.png"]}))
+    assert edit.image_urls == ("https://cdn.example/a.png",)
+
+
+def test_the_stored_request_round_trips_through_the_row() -> None:
+    api = EditRequest(
+        "blue", ("https://cdn.example/a.png",), GenerationOptions(num_images=2, seed=7)
+    )
+    request = JobRequest(api, safety_chosen=True, upload_limit=25 * 2**20, notes=("lowered",))
+    row = replace(stored_job(JobKind.EDIT, request.to_params()), prompt="blue")
+    assert JobRequest.of(row) == request
