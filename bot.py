@@ -2,6 +2,7 @@
 
     python bot.py          # run (settings from the environment and .env)
     python bot.py --sync   # push the slash commands to Discord now, then exit
+    python bot.py --check  # check the tokens and the database, print the invite URL, exit
 
 ``--sync`` logs in, syncs and exits: no gateway connection, no job resumed, so it is safe while
 the service runs. A running bot holds an exclusive lock (``DATABASE_PATH`` + ``.lock``) for its
@@ -35,12 +36,16 @@ import discord
 from discord.ext import commands
 from dotenv import load_dotenv
 
+from bot_metrics import serve_metrics
+from bot_startup import StartupError, invite_url, login_within, run_check, setup_logging
 from client import RunComfyClient
 from cogs.render import NO_MENTIONS
 from cogs.tree import StudioTree
 from cogs.wiring import Services, wire
-from services.redact import RedactTokens
-from services.settings import BotSettings, SettingsError, log_level_number
+from services.metrics import Metrics
+from services.policy import default_safety_warning
+from services.redact import RedactTokens as RedactTokens  # tests import it from here
+from services.settings import BotSettings, SettingsError
 from storage import SchemaTooNewError, Storage
 
 log = logging.getLogger("studio")
@@ -90,24 +95,29 @@ class StudioBot(commands.Bot):
         self.pacing = built.pacing
         self.presenter = built.presenter
         self.modlog_sink = built.modlog_sink
+        self.metrics = built.metrics
+        self.timings = built.timings
         self.sync_commands = sync_commands
         self.sync_only = sync_only  # --sync: set up the commands, sync, nothing else
         self.accepting = True  # False once shutting down: new commands are refused
         self.synced: bool | None = None  # what setup_hook decided, for tests and logs
         self.open_forms: set[str] = set()  # custom_ids of the forms discord.py holds (cogs.routing)
         self.handling: set[asyncio.Task[Any]] = set()  # button and form actions running now
+        self.answered = asyncio.Event()  # Discord answered the log-in (setup_hook began)
 
     @property
     def tree(self) -> StudioTree:  # type: ignore[override]  # narrowed to our subclass
         return super().tree  # type: ignore[return-value]
 
     async def setup_hook(self) -> None:
+        self.answered.set()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:
             self.synced = await self.sync_if_changed()
             return
         # Jobs first: a failing sync must not keep members waiting for their results.
+        await self.timings.load()  # before resumed jobs poll: they use what was learned
         await self.jobs.resume()
         self.moderation.start()  # held jobs whose log entry could not be posted before
         self.synced = await self.sync_if_changed()
@@ -192,8 +202,10 @@ class StudioBot(commands.Bot):
             log.info("shutting down: no new commands; unfinished jobs stay in the database")
             if self.handling:  # clicks being handled (an Approve posting its result) finish
                 await asyncio.wait(list(self.handling), timeout=HANDLING_GRACE)
-            self.presenter.close()
+            self.pacing.stop()  # background steps stop waiting for calm
             await self.jobs.close()
+            await self.timings.close()
+            self.presenter.close()
             await self.moderation.close()
         await super().close()
 
@@ -204,25 +216,26 @@ def create_bot(
     session: aiohttp.ClientSession,
     storage: Storage,
     runcomfy: RunComfyClient | None = None,
+    metrics: Metrics | None = None,
     sync_commands: bool = False,
     sync_only: bool = False,
     **options: Any,
 ) -> StudioBot:
-    """The bot, with its services, around an open session and database."""
-    client = runcomfy or RunComfyClient(session, settings.client)
+    """The bot, with its services, around an open session and database.
+
+    ``metrics``: the registry the RunComfy client given as ``runcomfy`` reports to (one is
+    made when the client is made here)."""
+    metrics = metrics or Metrics()
+    client = runcomfy or RunComfyClient(session, settings.client, on_request=metrics.api_request)
     return StudioBot(
         settings=settings,
         storage=storage,
         runcomfy=client,
-        services=lambda bot: wire(bot, settings, storage, client),
+        services=lambda bot: wire(bot, settings, storage, client, metrics),
         sync_commands=sync_commands or sync_only,
         sync_only=sync_only,
         **options,
     )
-
-
-class StartupError(Exception):
-    """The bot cannot start; ``str()`` is the one line to print."""
 
 
 @contextlib.contextmanager
@@ -268,12 +281,16 @@ async def sync_only(settings: BotSettings, **options: Any) -> bool:
         storage = await _open_storage(stack, settings)
         bot = create_bot(settings, session=session, storage=storage, sync_only=True, **options)
         async with bot:
-            await bot.login(settings.discord_token)  # runs setup_hook: the sync
+            # runs setup_hook: the sync
+            await login_within(bot, settings.discord_token, answered=bot.answered)
             return bool(bot.synced)
 
 
 async def run(settings: BotSettings, *, sync_commands: bool = False, **options: Any) -> None:
     """Open everything, run the bot until SIGTERM / Ctrl-C (or a fatal error), close everything."""
+    log.info("RunComfy API: %s", settings.client.api_base)
+    if warning := default_safety_warning(settings.default_safety):
+        log.warning("%s", warning)
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(instance_lock(settings.database_path))
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -281,7 +298,7 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
         bot = create_bot(
             settings, session=session, storage=storage, sync_commands=sync_commands, **options
         )
-        async with bot:
+        async with bot, serve_metrics(bot, settings.metrics_host, settings.metrics_port):
             stopping: set[asyncio.Task[None]] = set()
 
             def stop() -> None:
@@ -293,30 +310,26 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop)
             try:
-                await bot.start(settings.discord_token)
+                # bot.start() is log-in then connect; the log-in is bounded so that a silent
+                # Discord is one line and exit 1, not a five-minute hang.
+                await login_within(bot, settings.discord_token, answered=bot.answered)
+                if bot.application_id is not None:
+                    log.info("invite URL: %s", invite_url(bot.application_id))
+                await bot.connect()
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-
-
-def setup_logging(
-    level: str,
-    *,
-    secrets: Sequence[str | None] = (),
-    handler: logging.Handler | None = None,
-) -> None:
-    """discord.py's log format on the root logger, every handler filtered by ``RedactTokens``."""
-    options: dict[str, Any] = {} if handler is None else {"handler": handler}
-    discord.utils.setup_logging(level=log_level_number(level), root=True, **options)
-    redact = RedactTokens(secrets)
-    for each in logging.getLogger().handlers:
-        each.addFilter(redact)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the Banana Studio Discord bot.")
     parser.add_argument(
         "--sync", action="store_true", help="push the slash commands to Discord now, then exit"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the tokens and the database, print the invite URL, then exit",
     )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     args = parser.parse_args(argv)
@@ -329,8 +342,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
 
-    setup_logging(settings.log_level, secrets=[settings.discord_token, settings.client.api_token])
+    secrets = [settings.discord_token, settings.client.api_token]
+    # --check prints its own lines; the libraries' INFO chatter would only get in between.
+    level = "WARNING" if args.check else settings.log_level
+    setup_logging(level, secrets=secrets, log_format=settings.log_format)
     try:
+        if args.check:
+            return asyncio.run(run_check(settings))
         if args.sync:
             synced = asyncio.run(sync_only(settings))
             return 0 if synced else 1

@@ -21,7 +21,7 @@ from client.errors import (
     ServerError,
     SubmitOutcomeUnknownError,
 )
-from client.http import ApiTransport, Downloader, submit_may_retry
+from client.http import ApiTransport, Downloader, OnRequest, submit_may_retry
 from client.models import (
     CancelOutcome,
     DownloadedImage,
@@ -57,11 +57,12 @@ class RunComfyClient:
         request_timeout: float = 30.0,
         download_timeout: float = 120.0,
         sleep: Sleep = asyncio.sleep,  # every pause between requests goes through it (tests)
+        on_request: OnRequest | None = None,  # told (endpoint, outcome) of every API attempt
     ) -> None:
         self._settings = settings
         retry = retry or RetryPolicy()
         self._transport = ApiTransport(
-            session, settings, retry, timeout=request_timeout, sleep=sleep
+            session, settings, retry, timeout=request_timeout, sleep=sleep, on_request=on_request
         )
         self._downloader = Downloader(session, retry, timeout=download_timeout, sleep=sleep)
         self._durations = DurationEstimator(polling or PollingPolicy())
@@ -71,10 +72,17 @@ class RunComfyClient:
             return self._settings.edit_model
         return self._settings.text_to_image_model
 
+    @property
+    def durations(self) -> DurationEstimator:
+        """What the client learned of job durations (export / load it to keep it)."""
+        return self._durations
+
     def _timing_keys(self, request: GenerationRequest) -> tuple[str, ...]:
-        """Durations are learned per model and resolution, falling back to wider groups."""
-        model = self.model_for(request)
-        return (f"{model}@{request.options.resolution}", model, "*")
+        """Durations are learned per model (edit or not), resolution and image count, falling
+        back to the same resolution with another count; never to another resolution (a 4K job
+        runs far longer than a 1K one: the resolution's prior is the better guess)."""
+        at = f"{self.model_for(request)}@{request.options.resolution}"
+        return (f"{at}x{request.options.num_images}", at)
 
     async def submit(self, request: GenerationRequest) -> JobHandle:
         """Send the job. The POST is repeated only if it certainly never reached the server.
@@ -101,7 +109,7 @@ class RunComfyClient:
             ) from err
         request_id = parse_submit(body)
         submitted_at = asyncio.get_running_loop().time()
-        return self._handle(request_id, self._timing_keys(request), submitted_at)
+        return self._handle(request_id, request, submitted_at)
 
     def job(
         self,
@@ -115,21 +123,21 @@ class RunComfyClient:
         ``request`` and ``submitted_at`` (aware datetime), when known, let ``wait()`` time its
         polls from what was learned instead of starting from scratch.
         """
-        keys = self._timing_keys(request) if request is not None else ("*",)
         started: float | None = None
         if submitted_at is not None:
             age = (datetime.now(UTC) - submitted_at).total_seconds()
             started = asyncio.get_running_loop().time() - max(0.0, age)
-        return self._handle(request_id, keys, started)
+        return self._handle(request_id, request, started)
 
     def _handle(
-        self, request_id: str, keys: tuple[str, ...], submitted_at: float | None
+        self, request_id: str, request: GenerationRequest | None, submitted_at: float | None
     ) -> JobHandle:
         return JobHandle(
             request_id,
             transport=self._transport,
             durations=self._durations,
-            keys=keys,
+            keys=self._timing_keys(request) if request is not None else (),
+            resolution=request.options.resolution if request is not None else None,
             submitted_at=submitted_at,
         )
 
@@ -153,6 +161,7 @@ class JobHandle:
         durations: DurationEstimator,
         keys: tuple[str, ...],
         submitted_at: float | None,
+        resolution: str | None = None,  # its prior, while nothing was learned for the keys
     ) -> None:
         if not request_id or any(ch.isspace() for ch in request_id):
             raise InvalidRequestError("request_id", "must be a non-empty id without spaces")
@@ -160,6 +169,7 @@ class JobHandle:
         self._transport = transport
         self._durations = durations  # shared by the client's handles: what jobs have taken
         self._keys = keys
+        self._resolution = resolution
         self._submitted_at = submitted_at
         self._sleep = transport.sleep
         self._path = f"/v1/requests/{quote(request_id, safe='')}"
@@ -234,9 +244,12 @@ class JobHandle:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         known_start = self._submitted_at is not None
+        estimate = self._durations.estimate(self._keys)
+        if estimate is None and self._resolution is not None:
+            estimate = self._durations.prior(self._resolution)
         timeline = JobTimeline(
             self._durations.policy,
-            self._durations.estimate(self._keys),
+            estimate,
             self._submitted_at if known_start else loop.time(),
         )
         last: tuple[JobState, int | None] | None = None
@@ -263,7 +276,8 @@ class JobHandle:
                 if status is not None and status.state.is_terminal:
                     self._raise_if_unsuccessful(status)
                     if urls:
-                        if known_start and (sample := timeline.sample()) is not None:
+                        sample = timeline.sample() if known_start and self._keys else None
+                        if sample is not None:
                             self._durations.record(self._keys, sample)
                         return urls
             if loop.time() >= deadline:

@@ -3,10 +3,11 @@
 Settings come from the environment and a ``.env`` file in the current directory (the process
 environment wins). Progress goes to stderr, saved image paths to stdout (one per line). Any
 failure is one line on stderr and a non-zero exit: 1 for API and job failures, 2 for bad
-options or settings, 130 after Ctrl-C.
+options or settings, 130 after Ctrl-C, 143 after SIGTERM.
 
-Ctrl-C while a job is on its way (submitting or waiting) cancels it if it is still queued; a
-second Ctrl-C gives up at once, leaving the job to itself.
+Ctrl-C or SIGTERM while a job is on its way (submitting or waiting) cancels it if it is still
+queued, and so does ``--timeout`` running out; a second signal gives up at once, leaving the job
+to itself. ``status REQUEST_ID --out DIR`` saves a finished job's images as ``imagine`` does.
 
 If whatever reads stdout goes away (``python -m client imagine ... | head -1``), the images are
 still saved; the paths not printed are dropped silently and the exit status is 141, as for a
@@ -21,9 +22,8 @@ import logging
 import math
 import os
 import re
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,6 +31,7 @@ import aiohttp
 from dotenv import dotenv_values
 
 from client.api import JobHandle, RunComfyClient
+from client.cli_signals import Interrupts
 from client.errors import InvalidRequestError, JobTimeoutError, RunComfyError
 from client.models import (
     CancelOutcome,
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("status", "show a job's state"), ("cancel", "cancel a queued job")):
         command = commands.add_parser(name, parents=[common], help=what)
         command.add_argument("request_id", metavar="REQUEST_ID")
+        if name == "status":
+            command.add_argument(
+                "--out", type=Path, metavar="DIR", help="save a finished job's images in it"
+            )
     return parser
 
 
@@ -208,7 +213,7 @@ async def _run(
             return await _generate(client, request, args)
         handle = client.job(args.request_id)
         if args.command == "status":
-            return await _status(handle)
+            return await _status(client, handle, args.out)
         return await _cancel(handle)
 
 
@@ -244,8 +249,8 @@ async def _generate(
     await asyncio.to_thread(args.out.mkdir, parents=True, exist_ok=True)
     progress = _Progress(quiet=args.quiet)
     handle: JobHandle | None = None
-    # Ctrl-C is caught from before the submit: once a job may exist, it is cancelled, not lost.
-    with _CtrlC(progress.say) as ctrl_c:
+    # Signals are caught from before the submit: once a job may exist, it is cancelled, not lost.
+    with Interrupts(progress.say) as ctrl_c:
         try:
             handle = await client.submit(request)
             progress.say(f"submitted request {handle.request_id}")
@@ -258,98 +263,58 @@ async def _generate(
             except asyncio.CancelledError:
                 if not ctrl_c.pressed or ctrl_c.gave_up:
                     raise
-                return await _cancel_after_interrupt(handle)
+                return await _cancel_after_interrupt(handle, ctrl_c)
             except JobTimeoutError as err:
-                raise JobTimeoutError(
-                    f"{err}; it may still finish: python -m client status {handle.request_id}",
-                    request_id=handle.request_id,
-                ) from err
+                return await _cancel_after_timeout(handle, err)
         except asyncio.CancelledError:
             if not ctrl_c.gave_up:
                 raise
             ctrl_c.forget_cancel()
-            return _gave_up(handle)
+            return _gave_up(handle, ctrl_c)
     assert handle is not None  # the block above returned or raised otherwise
     for path in await _save(client, urls, args.out, handle.request_id):
         print(path, flush=True)
     return EXIT_OK
 
 
-class _CtrlC:
-    """While active, Ctrl-C cancels the wait (so the job can be cancelled) instead of the run.
-
-    A second Ctrl-C cancels the whole run: the submit or cancel in flight is abandoned.
-    """
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.pressed = False
-        self.gave_up = False
-        self._say = say
-        self._task: asyncio.Future[object] | None = None
-        self._main: asyncio.Task[object] | None = None
-
-    def cancels(self, task: asyncio.Future[object]) -> None:
-        self._task = task
-        if self.pressed:  # pressed during the submit
-            task.cancel()
-
-    def forget_cancel(self) -> None:
-        """The run goes on (to report) after the cancel that gave up caught."""
-        if self._main is not None:
-            self._main.uncancel()
-
-    def _on_sigint(self) -> None:
-        if self.pressed:
-            self.gave_up = True
-            if self._main is not None:
-                self._main.cancel()
-            return
-        self.pressed = True
-        if self._task is None:
-            doing = "the job will be cancelled once the submit answers"
-        else:
-            self._task.cancel()
-            doing = "cancelling the job if it is still queued"
-        self._say(f"interrupted: {doing} (Ctrl-C again to give up at once)")
-
-    def __enter__(self) -> _CtrlC:
-        self._main = asyncio.current_task()
-        try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
-        except NotImplementedError:  # no loop signal handlers (Windows): Ctrl-C just stops
-            log.debug("Ctrl-C will not cancel the job on this platform")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-        except NotImplementedError:
-            log.debug("no SIGINT handler to remove")
-
-
-def _gave_up(handle: JobHandle | None) -> int:
+def _gave_up(handle: JobHandle | None, signals: Interrupts) -> int:
     if handle is None:
         return _fail(
-            "interrupted again: gave up during the submit; the job may have been created and "
+            f"{signals.word} again: gave up during the submit; the job may have been created and "
             "may still run (its request id never arrived)",
-            EXIT_INTERRUPTED,
+            signals.exit_code,
         )
     return _fail(
-        f"interrupted again: gave up; request {handle.request_id} may still be running; "
+        f"{signals.word} again: gave up; request {handle.request_id} may still be running; "
         f"check it with: python -m client status {handle.request_id}",
-        EXIT_INTERRUPTED,
+        signals.exit_code,
     )
 
 
-async def _cancel_after_interrupt(handle: JobHandle) -> int:
+async def _cancel_after_interrupt(handle: JobHandle, signals: Interrupts) -> int:
     outcome = await handle.cancel()
     if outcome is CancelOutcome.CANCELLED:
-        return _fail(f"interrupted: cancelled request {handle.request_id}", EXIT_INTERRUPTED)
+        return _fail(f"{signals.word}: cancelled request {handle.request_id}", signals.exit_code)
     return _fail(
-        f"interrupted: request {handle.request_id} is already running and cannot be cancelled"
-        f"; fetch it later with: python -m client status {handle.request_id}",
-        EXIT_INTERRUPTED,
+        f"{signals.word}: request {handle.request_id} is already running and cannot be cancelled"
+        f"; fetch it later with: python -m client status {handle.request_id} --out DIR",
+        signals.exit_code,
     )
+
+
+async def _cancel_after_timeout(handle: JobHandle, err: JobTimeoutError) -> int:
+    """A job still queued when the time is up is cancelled: nobody is waiting for it."""
+    try:
+        outcome = await handle.cancel()
+    except RunComfyError as cancel_error:
+        log.info("request %s: cancel after the timeout failed: %s", handle.request_id, cancel_error)
+        outcome = CancelOutcome.NOT_CANCELLABLE
+    if outcome is CancelOutcome.CANCELLED:
+        return _fail(f"{err}; it was still queued, so it was cancelled", EXIT_FAILED)
+    raise JobTimeoutError(
+        f"{err}; it may still finish: python -m client status {handle.request_id} --out DIR",
+        request_id=handle.request_id,
+    ) from err
 
 
 async def _save(
@@ -369,12 +334,21 @@ def _write_images(out: Path, stem: str, images: Sequence[DownloadedImage]) -> li
     return paths
 
 
-async def _status(handle: JobHandle) -> int:
+async def _status(client: RunComfyClient, handle: JobHandle, out: Path | None) -> int:
     status = await handle.status()
     print(describe(status), flush=True)
-    if status.state is JobState.COMPLETED:
-        for url in await handle.result():
-            print(url, flush=True)
+    if out is None:
+        if status.state is JobState.COMPLETED:
+            for url in await handle.result():
+                print(url, flush=True)
+        return EXIT_OK
+    if not status.state.is_terminal:
+        unfinished = f"request {handle.request_id} has not finished yet; nothing saved"
+        return _fail(unfinished, EXIT_FAILED)
+    urls = await handle.result()  # a failed or cancelled job raises, with its reason
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    for path in await _save(client, urls, out, handle.request_id):
+        print(path, flush=True)
     return EXIT_OK
 
 

@@ -13,7 +13,15 @@ from typing import Any, Final
 
 import aiohttp
 
-from client.errors import APIConnectionError, DownloadError, RunComfyError
+from client.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    DownloadError,
+    InsufficientBalanceError,
+    RateLimitedError,
+    RunComfyError,
+    ServerError,
+)
 from client.models import DownloadedImage
 from client.parsing import decode_body, error_for_response, parse_retry_after
 from client.retry import RetryPolicy, Sleep, is_retryable, is_retryable_status, with_retries
@@ -59,6 +67,34 @@ def download_may_retry(error: RunComfyError) -> bool:
     return isinstance(error, _TransientDownloadError)
 
 
+OnRequest = Callable[[str, str], None]
+"""Told ``(endpoint, outcome)`` after every API attempt (metrics); must not raise."""
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """``submit``, ``status``, ``result``, ``cancel`` or ``other``: a path without ids."""
+    if method == "POST" and path.startswith("/v1/models/"):
+        return "submit"
+    last = path.rsplit("/", 1)[-1]
+    return last if last in ("status", "result", "cancel") else "other"
+
+
+def outcome_of(error: RunComfyError | None) -> str:
+    """A short label for how an attempt ended (``ok`` or the kind of failure)."""
+    if error is None:
+        return "ok"
+    for kind, label in (
+        (APIConnectionError, "connection"),
+        (ServerError, "server_error"),
+        (AuthenticationError, "auth"),
+        (InsufficientBalanceError, "balance"),
+        (RateLimitedError, "rate_limited"),
+    ):
+        if isinstance(error, kind):
+            return label
+    return "error"
+
+
 class ApiTransport:
     """Authenticated JSON calls to the API base, each with a timeout and the given retry rule."""
 
@@ -70,8 +106,10 @@ class ApiTransport:
         *,
         timeout: float,
         sleep: Sleep = asyncio.sleep,
+        on_request: OnRequest | None = None,
     ) -> None:
         self._session = session
+        self._on_request = on_request
         self._base = settings.api_base.rstrip("/")
         self._headers = {
             "Authorization": f"Bearer {settings.api_token}",
@@ -109,11 +147,21 @@ class ApiTransport:
 
         async def once() -> Any:
             limits = self._attempt_timeout(deadline, deadline_floor)
-            return await self._once(method, path, json, request_id, what, limits)
+            try:
+                body = await self._once(method, path, json, request_id, what, limits)
+            except RunComfyError as err:
+                self._tell(method, path, err)
+                raise
+            self._tell(method, path, None)
+            return body
 
         return await with_retries(
             once, self.retry, retry_if=retry_if, deadline=deadline, what=what, sleep=self.sleep
         )
+
+    def _tell(self, method: str, path: str, error: RunComfyError | None) -> None:
+        if self._on_request is not None:
+            self._on_request(endpoint_of(method, path), outcome_of(error))
 
     async def _once(
         self,

@@ -1,32 +1,42 @@
 """When to ask about a job next, and what the client learns from finished jobs.
 
-The aim is to notice completion quickly while asking rarely. The client learns, per model (and
-resolution), how long jobs spend queued and running, how far its predictions miss (``spread``),
-and how many seconds one queue position is worth. For a job it then predicts the finish from the
-submit time, moved later while the API still reports the job queued (``queue_position`` x
-seconds per position), and polls:
+The aim is to notice completion quickly while asking rarely. The client learns, per model,
+resolution and image count, how long jobs spend queued and running, how much they vary
+(``spread``) and how many seconds one queue position is worth. For a job it then predicts the
+finish from the submit time, moved later while the API still reports the job queued
+(``queue_position`` x seconds per position), and polls:
 
-- once early (``first_poll``): shows the user the queue position and catches early failures;
-- then sleeps ``approach`` (3/4) of the expected remaining time, so polls get denser as the finish
-  nears, down to ``min_interval`` within about ``spread`` of it;
-- past the expected finish the gaps grow again with the overrun, up to ``max_interval``.
+- once early (``first_poll``), unless the job is expected to finish soon anyway: shows the user
+  the queue position and catches early failures;
+- then sleeps until the window where the job most likely finishes (the prediction
+  +- ``WINDOW_SPREADS`` x spread, wider on the early side, and wider still on the late side,
+  where polls cost only jobs that run late), in steps of ``approach`` of the expected remaining
+  time, at most ``max_interval``, while the window is further away than that;
+- across that window every ``window / window_polls`` seconds (between ``min_interval`` and
+  ``dense_interval``), as /result calls, so the poll that sees the end also brings the images;
+- past it, with gaps growing by ``warmup_growth`` of the overrun, up to ``max_interval``.
 
-With no history yet (the first job of a model) it polls every ``warmup_growth`` x elapsed time,
-between ``warmup_interval`` and ``max_interval``.
+With no history for a resolution the prior (``cold_until``) stands in: poll like a fixed
+``cold_interval`` poller up to that bound, then back off. Handles rebuilt without their request
+have no prior: they poll every ``warmup_growth`` x elapsed time, from ``warmup_interval``.
 
 Learning: polls only bracket when a job left the queue and when it finished. Each bracket is
 read as the prediction cut to the bracket (its middle when narrow, near the predicted edge when
 wide), then averaged in with a gain that is high while the estimate is uncertain and the
-``smoothing`` floor once it is not: a scalar Kalman filter, in short. Everything here is pure
-arithmetic on loop-clock times, so it is tested without waiting.
+``smoothing`` floor once it is not: a scalar Kalman filter, in short. The spread is the RMS of
+the misses beyond what the estimate's own uncertainty explains; a bracket is never read closer
+to the prediction than ``initial_spread`` of it, so finishes seen only as "done by the first
+poll" still widen a too narrow window. What was learned can be exported as plain data and
+loaded again after a restart. Everything here is pure arithmetic on loop-clock times, so it is
+tested without waiting.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 
 from client.models import JobState, JobStatus
 
@@ -39,12 +49,36 @@ class PollingPolicy:
     approach: float = 0.75  # fraction of the expected remaining time to sleep
     warmup_interval: float = 1.0  # no history: the first gaps...
     warmup_growth: float = 0.25  # ...then this fraction of the elapsed time
-    smoothing: float = 0.3  # weight of the newest job in the duration averages
-    spread_smoothing: float = 0.5  # weight of the newest miss in the spread average
+    dense_interval: float = 1.55  # widest gap in the likely window: a fixed 2 s poller's median
+    # delay is 1 s, this gives about 0.8 s; ...
+    window_polls: float = 5.0  # ...and about this many polls across the window (fewer if wide)
+    early_look_min: float = 8.0  # no early look when the window opens sooner than this
+    smoothing: float = 0.15  # weight of the newest job in the duration averages
+    spread_smoothing: float = 0.15  # weight floor of the newest miss in the spread average
     initial_spread: float = 0.05  # after one job, assume jobs vary by this fraction of it
     # A poll's request timeout is cut to the time left before wait()'s deadline, but never
     # below this, so the last poll (at the deadline) can be answered: the most wait() overruns.
     last_poll_timeout: float = 2.0
+    # No history for a resolution: poll every cold_interval (a fixed 2 s poller, so a new
+    # install's first job does no worse than one) up to cold_until seconds, then back off.
+    # RunComfy publishes no durations, so these bounds are generous guesses, not measurements:
+    # 3x the ~20 s assumed for a 1K job (bench/polling's 20 s case), more for the larger
+    # resolutions (2K is 4x and 4K 16x the pixels of 1K). They only decide when gaps grow.
+    cold_interval: float = 2.0
+    cold_until: tuple[tuple[str, float], ...] = (
+        ("0.5K", 60.0),
+        ("1K", 60.0),
+        ("2K", 90.0),
+        ("4K", 150.0),
+    )
+
+
+# Half-width of the likely window, in spreads: the edge of a uniform spread (sqrt 3 sigma). Its
+# early side is a little wider, as a mean learned from few jobs is often off (chosen on the
+# simulated clock, jobs varying by +-20%: it removed most waits over 2 s for ~0.5 requests).
+WINDOW_SPREADS = math.sqrt(3)
+EARLY_SIDE = 1.15  # on the early side, this many half-widths
+LATE_SIDE = 1.5  # ...and on the late side, this many
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +118,25 @@ def _likely_in(bracket: tuple[float, float], predicted: float, sigma: float) -> 
     The mean of the normal prior cut to the bracket: the middle of a narrow bracket, but near
     the predicted edge of a wide one (sparse polls see a finish only roughly).
     """
+    return _cut_normal(bracket, predicted, sigma)[0]
+
+
+def _cut_normal(
+    bracket: tuple[float, float], predicted: float, sigma: float
+) -> tuple[float, float]:
+    """Mean and variance of a normal (predicted, sigma) cut to ``bracket``."""
     lo, hi = bracket
     if sigma > 0:
         a, b = (lo - predicted) / sigma, (hi - predicted) / sigma
         mass = _cdf(b) - _cdf(a)
         if mass > 1e-9:
-            return min(hi, max(lo, predicted + sigma * (_pdf(a) - _pdf(b)) / mass))
-    return min(hi, max(lo, predicted))
+            pa, pb = _pdf(a), _pdf(b)
+            shift = (pa - pb) / mass
+            # a or b may be infinite-like; x * pdf(x) -> 0 there
+            spread = (a * pa - b * pb) / mass
+            var = max(0.0, sigma**2 * (1 + spread - shift**2))
+            return min(hi, max(lo, predicted + sigma * shift)), min(var, (hi - lo) ** 2 / 12)
+    return min(hi, max(lo, predicted)), (hi - lo) ** 2 / 12
 
 
 def _pdf(x: float) -> float:
@@ -107,14 +153,44 @@ class DurationEstimator:
     def __init__(self, policy: PollingPolicy) -> None:
         self.policy = policy
         self._estimates: dict[str, DurationEstimate] = {}
+        self._listeners: list[Callable[[], None]] = []
 
     def estimate(self, keys: Sequence[str]) -> DurationEstimate | None:
         """The most specific key with history, or None."""
         return next((self._estimates[k] for k in keys if k in self._estimates), None)
 
+    def prior(self, resolution: str) -> DurationEstimate | None:
+        """What to assume for a resolution never seen: anywhere up to its ``cold_until``."""
+        bound = dict(self.policy.cold_until).get(resolution)
+        if bound is None:
+            return None
+        return DurationEstimate(0.0, bound / 2, bound / 2, 0.0, None, jobs=0)
+
     def record(self, keys: Sequence[str], sample: JobSample) -> None:
         for key in keys:
             self._estimates[key] = self._updated(self._estimates.get(key), sample)
+        for listener in self._listeners:
+            listener()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (synchronously: keep it cheap) after each recorded job."""
+        self._listeners.append(listener)
+
+    def export(self) -> dict[str, dict[str, float | int | None]]:
+        """What was learned, as plain data (JSON-ready) for ``load`` after a restart."""
+        return {key: asdict(estimate) for key, estimate in self._estimates.items()}
+
+    def load(self, state: Mapping[str, Mapping[str, object]]) -> int:
+        """Take estimates ``export`` gave; keys learned since start-up keep theirs. Entries
+        that do not make sense are skipped (a stored value must never break polling).
+        Returns how many were taken."""
+        taken = 0
+        for key, values in state.items():
+            estimate = _estimate_from(values)
+            if isinstance(key, str) and estimate is not None and key not in self._estimates:
+                self._estimates[key] = estimate
+                taken += 1
+        return taken
 
     def _updated(self, old: DurationEstimate | None, sample: JobSample) -> DurationEstimate:
         p = self.policy
@@ -127,23 +203,51 @@ class DurationEstimator:
             start = min(_middle(sample.left_queue), total)
             return DurationEstimate(start, total - start, width, p.initial_spread * total, step, 1)
         predicted = old.queue + old.run
-        total = _likely_in(sample.done, predicted, old.spread)
-        start = min(_likely_in(sample.left_queue, old.queue, old.spread), total)
-        # Jobs all alike: this one is the best guess for the next (gain near 1, while the
-        # estimate is uncertain); jobs that vary: average them (the smoothing floor).
+        # Never trust a prediction closer than min_interval or initial_spread of it: a finish
+        # seen only as "done by the first poll" would be read as the prediction, confirming a
+        # too narrow window forever.
+        sigma = max(old.spread, p.min_interval, p.initial_spread * predicted)
+        total, seen2 = _cut_normal(sample.done, predicted, sigma)  # seen2: how unsure it is
+        start = min(_likely_in(sample.left_queue, old.queue, sigma), total)
+        # Jobs all alike and seen precisely: this one is the best guess for the next (gain
+        # near 1, while the estimate is uncertain); jobs that vary, or a finish seen only
+        # roughly (a wide bracket): average them in (the smoothing floor).
         u2, v2 = old.uncertainty**2, old.variability**2
-        gain = max(p.smoothing, u2 / (u2 + v2) if u2 else 0.0)
-        # A miss beyond what the estimate's own uncertainty explains is jobs varying.
-        miss = max(0.0, sample.done[0] - predicted, predicted - sample.done[1])
-        excess = max(0.0, miss - old.uncertainty)
+        gain = max(p.smoothing, u2 / (u2 + v2 + seen2) if u2 else 0.0)
+        # Jobs varying: the expected squared miss of this job (its reading's own doubt
+        # included) beyond the estimate's uncertainty; averaged as a variance (RMS), equally
+        # over the jobs so far, then with the spread_smoothing floor.
+        miss2 = (total - predicted) ** 2 - u2
+        weight = max(p.spread_smoothing, 1 / old.jobs)
         return DurationEstimate(
             queue=old.queue + gain * (start - old.queue),
             run=old.run + gain * (total - start - old.run),
-            uncertainty=math.hypot((1 - gain) * old.uncertainty, gain * width / math.sqrt(3)),
-            variability=old.variability + p.spread_smoothing * (excess - old.variability),
+            uncertainty=math.hypot((1 - gain) * old.uncertainty, gain * math.sqrt(seen2)),
+            variability=math.sqrt(max(0.0, v2 + weight * (max(0.0, miss2) - v2))),
             queue_step=step,
             jobs=old.jobs + 1,
         )
+
+
+def _estimate_from(values: object) -> DurationEstimate | None:
+    """A stored estimate, checked: finite non-negative seconds, at least one job behind it."""
+    if not isinstance(values, Mapping):
+        return None
+    try:
+        estimate = DurationEstimate(**{f.name: values[f.name] for f in fields(DurationEstimate)})
+    except (KeyError, TypeError):
+        return None
+    seconds = [estimate.queue, estimate.run, estimate.uncertainty, estimate.variability]
+    if estimate.queue_step is not None:
+        seconds.append(estimate.queue_step)
+    if not all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+        for x in seconds
+    ):
+        return None
+    if not isinstance(estimate.jobs, int) or isinstance(estimate.jobs, bool) or estimate.jobs < 1:
+        return None
+    return estimate
 
 
 class JobTimeline:
@@ -198,33 +302,60 @@ class JobTimeline:
             start = min(max(start, since), self._left_queue_by)
         return start + e.run
 
+    def window(self) -> tuple[float, float, float] | None:
+        """(opens, closes, gap): where the job most likely finishes and how densely to poll
+        there; None without an estimate. A prior's window is everything up to its bound."""
+        finish, e, p = self.expected_finish(), self._estimate, self._policy
+        if finish is None or e is None:
+            return None
+        if e.jobs == 0:  # the same polls as a fixed poller, the last one bringing the images
+            gap = min(p.cold_interval, p.max_interval)
+            return self._submitted + gap, finish + e.spread, gap
+        half = WINDOW_SPREADS * max(e.spread, p.min_interval)  # polls on both sides of it
+        dense = min(p.dense_interval, p.max_interval)
+        gap = min(dense, max(p.min_interval, 2 * half / p.window_polls))
+        # The first poll EARLY_SIDE x half before the prediction plus a gap (a finish at that
+        # edge is still seen within a gap). The far side is wider: polls there cost only jobs
+        # that run late, while every job pays for polls on the early side.
+        return finish - EARLY_SIDE * half + min(gap, half), finish + LATE_SIDE * half, gap
+
     def next_poll_at(self, now: float) -> float:
         p = self._policy
-        finish = self.expected_finish()
-        if self._polls == 0:
-            first = self._submitted + p.first_poll
-            if finish is not None:  # a job expected to be quicker than the early look
-                first = min(first, self._submitted + p.approach * (finish - self._submitted))
-            return max(now, first)
-        if finish is None or self._estimate is None:
-            interval, floor = p.warmup_growth * (now - self._submitted), p.warmup_interval
-        else:
-            interval = p.approach * max(abs(finish - now), self._estimate.spread)
-            floor = p.min_interval
-        return now + min(p.max_interval, max(floor, interval))
+        finish, window = self.expected_finish(), self.window()
+        if finish is None or window is None:
+            if self._polls == 0:
+                return max(now, self._submitted + p.first_poll)
+            interval = p.warmup_growth * (now - self._submitted)
+            return now + min(p.max_interval, max(p.warmup_interval, interval))
+        opens, closes, gap = window
+        if self._polls == 0 and opens - self._submitted >= p.early_look_min:
+            return max(now, self._submitted + p.first_poll)  # the early look
+        if now < opens:
+            target = opens
+            # Far from the window: sleep most of the expected time, not past max_interval (a gap
+            # may exceed it by half the window when that saves a poll just before the window).
+            if self._polls and opens - now > p.max_interval + (closes - opens) / 2:
+                step = now + p.approach * (finish - now)
+                target = min(step, now + p.max_interval, opens)
+            return max(target, now + gap) if self._polls else max(target, now)
+        if now <= closes:
+            return now + gap
+        # Late: gaps grow with the overrun, as with no history (a slow job is still seen soon).
+        return now + min(p.max_interval, gap + p.warmup_growth * (now - closes))
 
     def prefers_result(self, now: float) -> bool:
-        """Poll /result (which answers with the images once done) rather than /status?
+        """Poll /result (which answers with the state until done, then the images)?
 
-        /status while the job is queued or its state unknown, for the queue position; /result
-        once it runs or may be finished, saving the extra request at the end.
+        /status while queued or unknown and the end is not near (the queue position for the
+        user); /result once it runs or the likely window has opened, so the poll that sees the
+        end needs no second request.
         """
         if self._state in (JobState.RUNNING, JobState.COMPLETED):
             return True
-        finish = self.expected_finish()
-        if finish is None or self._estimate is None or self._polls == 0:
+        window, e = self.window(), self._estimate
+        if window is None or e is None or (self._polls == 0 and e.jobs == 0):
             return False
-        return now >= finish - max(self._estimate.spread, self._policy.min_interval)
+        return now >= window[0]
 
     def sample(self) -> JobSample | None:
         """What this job teaches about durations, once it has completed."""

@@ -49,6 +49,7 @@ from cogs.admin_render import (
     stats_embed,
 )
 from cogs.inputs import studio
+from cogs.render import plural
 from cogs.tree import reply
 from services.admin import (
     MAX_COOLDOWN_SECONDS,
@@ -182,11 +183,8 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         credits: app_commands.Range[int, 0, MAX_CREDITS],
     ) -> None:
         await self.admin.set_role_tier(guild_of(interaction), role.id, credits)
-        text = (
-            f"Members with {role.mention} now get {credits} credits a day"
-            " (the best tier a member has counts)."
-        )
-        await reply(interaction, text)
+        text = f"Members with {role.mention} now get {plural(credits, 'credit')} a day"
+        await reply(interaction, text + " (the best tier a member has counts).")
 
     @quota.command(name="tier-remove", description="Remove a role's credit tier")
     @app_commands.describe(role="The role")
@@ -206,7 +204,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         if credits is None:
             text = f"{member.mention} is back to the server's usual daily credits."
         else:
-            text = f"{member.mention} now gets {credits} credits a day."
+            text = f"{member.mention} now gets {plural(credits, 'credit')} a day."
         await reply(interaction, text)
 
     @quota.command(name="grant", description="Give a member extra credits for today")
@@ -221,7 +219,8 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         await self.admin.grant(
             guild_of(interaction), member.id, amount, actor_id=interaction.user.id, reason=reason
         )
-        await reply(interaction, f"Gave {member.mention} {amount} extra credits for today.")
+        extra = plural(amount, "extra credit")
+        await reply(interaction, f"Gave {member.mention} {extra} for today.")
 
     @quota.command(name="reset", description="Give a member back everything they used today")
     @app_commands.describe(member="The member")

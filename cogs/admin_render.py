@@ -14,7 +14,7 @@ import discord
 from discord.utils import format_dt
 
 from cogs.modlog_render import jump_url
-from cogs.render import format_duration, listed
+from cogs.render import format_duration, limit_words, listed, plural
 from services.admin import BlocklistReport, LedgerReport, SettingsSummary, StatsReport
 from storage.models import Balance, Ban, BlocklistEntry, GuildPolicy, GuildStats, Job, LedgerEntry
 
@@ -47,13 +47,13 @@ def default_credits_text(policy: GuildPolicy) -> str:
     credits = policy.default_daily_credits
     if credits is None:
         return "Members now get the bot's default daily credits."
-    return f"Members now get {credits} credits a day (unless a tier or override says)."
+    return f"Members now get {plural(credits, 'credit')} a day (unless a tier or override says)."
 
 
 def daily_cap_text(policy: GuildPolicy) -> str:
     if policy.daily_cap is None:
         return "This server no longer has a daily cap."
-    return f"This server may now spend at most {policy.daily_cap} credits a day."
+    return f"This server may now spend at most {plural(policy.daily_cap, 'credit')} a day."
 
 
 def safety_text(policy: GuildPolicy, *, changed: bool) -> str:
@@ -96,8 +96,8 @@ def cooldown_text(policy: GuildPolicy) -> str:
 
 
 def in_flight_text(policy: GuildPolicy) -> str:
-    jobs = policy.max_jobs_in_flight
-    return f"Members may now have {jobs} job{'s' if jobs != 1 else ''} in progress at once."
+    jobs = plural(policy.max_jobs_in_flight, "job")
+    return f"Members may now have {jobs} in progress at once."
 
 
 def dms_text(policy: GuildPolicy) -> str:
@@ -154,14 +154,16 @@ def ledger_text(entry: LedgerEntry) -> str:
 
 def balance_text(user_id: int, balance: Balance) -> str:
     text = (
-        f"<@{user_id}> has **{balance.remaining}** credits left today"
-        f" (limit {balance.limit} from the {balance.limit_source}"
+        f"<@{user_id}> has **{plural(balance.remaining, 'credit')}** left today"
+        f" (limit {balance.limit} from {limit_words(balance.limit_source)}"
     )
     if balance.granted:
         text += f", plus {balance.granted} granted"
     text += f"; {balance.used} used). Resets {format_dt(balance.resets_at, 'R')}."
-    if balance.guild_cap_remaining is not None:
-        text += f" The server's daily cap has {balance.guild_cap_remaining} left."
+    caps = (("server's", balance.guild_cap_remaining), ("bot-wide", balance.global_cap_remaining))
+    for whose, left in caps:
+        if left is not None:
+            text += f" The {whose} daily cap has {plural(left, 'credit')} left."
     return text
 
 
@@ -189,9 +191,9 @@ def settings_embed(summary: SettingsSummary) -> discord.Embed:
     if policy.default_daily_credits is not None:
         default = str(policy.default_daily_credits)
     elif summary.global_default_credits is not None:
-        default = f"bot default ({summary.global_default_credits})"
+        default = f"bot-wide default ({summary.global_default_credits})"
     else:
-        default = "bot default"
+        default = "bot-wide default"
     lines = [
         f"**Channels:** {channels_text(policy)}",
         f"**Roles:** {roles_text(policy)}",
@@ -200,7 +202,7 @@ def settings_embed(summary: SettingsSummary) -> discord.Embed:
         f"**Role tiers:** {tiers_text(policy)}",
         f"**Safety ceiling:** {policy.max_safety}"
         f" (age-restricted channels: {policy.max_safety_age_restricted})",
-        f"**Blocklist:** {summary.blocklist_entries} entries",
+        f"**Blocklist:** {plural(summary.blocklist_entries, 'entry')}",
         "**Log channel:** "
         + ("not set" if policy.log_channel_id is None else f"<#{policy.log_channel_id}>"),
         f"**Approval before posting:** {on_off(policy.approval_mode)}",
@@ -229,7 +231,7 @@ def blocklist_listing(report: BlocklistReport) -> Listing:
     """``/admin blocklist list``: every entry, those not in use marked."""
     if not report.entries:
         return "The blocklist is empty.", []
-    header = f"**Blocklist** ({len(report.entries)} entries):"
+    header = f"**Blocklist** ({plural(len(report.entries), 'entry')}):"
     if report.problems:
         header += f" ⚠️ {len(report.problems)} not in use (they match nothing; remove or fix them)."
     return header, blocklist_lines(report.entries, report.problems)

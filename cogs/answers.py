@@ -8,14 +8,18 @@ tree's one handler (discord.py would only log it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 
 from cogs.inputs import check_source, studio
 from services.errors import StudioBusy, StudioClosing
+
+if TYPE_CHECKING:
+    from bot import StudioBot
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +102,25 @@ async def guarded(
     ``job_id``: the job acted on, for the log line and the reference the member sees.
     """
     bot = studio(interaction)
+    with handling(bot):
+        try:
+            if not bot.accepting:
+                raise StudioClosing()
+            check_source(interaction)
+            await action(interaction)
+        except Exception as err:
+            await bot.tree.report(interaction, err, job_id=job_id)
+
+
+@contextlib.contextmanager
+def handling(bot: StudioBot) -> Iterator[None]:
+    """Work on an interaction a shutdown lets finish first (see ``StudioBot.close``)."""
     task = asyncio.current_task()
-    if task is not None:
-        bot.handling.add(task)  # a shutdown lets it finish first (see StudioBot.close)
+    if task is None:
+        yield
+        return
+    bot.handling.add(task)
     try:
-        if not bot.accepting:
-            raise StudioClosing()
-        check_source(interaction)
-        await action(interaction)
-    except Exception as err:
-        await bot.tree.report(interaction, err, job_id=job_id)
+        yield
     finally:
-        if task is not None:
-            bot.handling.discard(task)
+        bot.handling.discard(task)

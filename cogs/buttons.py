@@ -17,12 +17,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 
 from client.errors import RunComfyError
 from client.models import MAX_PROMPT_LENGTH
-from cogs.answers import LateDefer, guarded, within_budget
+from cogs.answers import LateDefer, guarded, handling, within_budget
 from cogs.inputs import (
     check_age_restriction,
     is_image,
@@ -38,6 +40,9 @@ from services.errors import NotAllowed, StudioClosing
 from services.jobs import CancelResult, JobSpec, Progress, ensure_reusable, spec_of
 from services.moderation import ensure_not_removed
 from storage.models import Job, JobKind, JobState
+
+if TYPE_CHECKING:
+    from bot import StudioBot
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,11 @@ async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
     if not bot.accepting:
         raise StudioClosing()
     bot.pacing.note_request()  # background work waits while requests arrive in a burst
+    with handling(bot):
+        return await _launch(bot, interaction, spec)
+
+
+async def _launch(bot: StudioBot, interaction: discord.Interaction, spec: SpecSource) -> Job:
     who = requester(interaction)
     late = LateDefer(interaction, ephemeral=False)
     try:
@@ -73,6 +83,7 @@ async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
         raise
     job = reservation.job
     content = status_text(job, Progress(JobState.RESERVED), reservation.notes)
+    acked = False
     try:
         if await late.settle():  # deferred: the status message replaces the placeholder
             message = await interaction.edit_original_response(
@@ -84,12 +95,33 @@ async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
                 content, view=status_view(job.id), allowed_mentions=NO_MENTIONS
             )
             message_id = getattr(response, "message_id", None)
-    except BaseException:
-        log.warning("job %s: the acknowledgement failed; abandoning it", job.id)
-        await bot.jobs.abandon(job.id)
-        raise
+        acked = True
+    except BaseException as err:
+        shown = await _shown_anyway(interaction, err)
+        if shown is None:
+            log.warning("job %s: the acknowledgement failed; abandoning it", job.id)
+            await bot.jobs.abandon(job.id)
+            raise
+        message_id = shown  # Discord took it; only its answer to us was lost
+    if acked:
+        ack = discord.utils.utcnow() - interaction.created_at
+        bot.metrics.acknowledged(ack.total_seconds())
     await bot.jobs.accepted(job, status_message_id=message_id)
     return job
+
+
+async def _shown_anyway(interaction: discord.Interaction, err: BaseException) -> int | None:
+    """After a failed acknowledgement: the status message's id if Discord has it all the same.
+
+    A refusal (an HTTP error answer) means it has not; a broken connection or a timeout leaves
+    it open, so ask.
+    """
+    if isinstance(err, discord.HTTPException) or not isinstance(err, Exception):
+        return None
+    try:
+        return (await interaction.original_response()).id
+    except (discord.HTTPException, aiohttp.ClientError, TimeoutError):
+        return None
 
 
 def unstored(view: discord.ui.View) -> discord.ui.View:
@@ -150,8 +182,9 @@ class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
                 " Try again in a moment.",
             )
             return
+        if result is CancelResult.CANCELLED:
+            return  # the status message itself now says "Cancelled" and that the credits are back
         text = {
-            CancelResult.CANCELLED: "Cancelled. The credits are back.",
             CancelResult.RUNNING: (
                 "Sorry, this job is already being generated and can't be stopped now."
                 " It will finish shortly."

@@ -23,7 +23,7 @@ from cogs.answers import guarded, within_budget
 from cogs.buttons import unstored
 from cogs.inputs import studio
 from cogs.modlog_render import action_detail, action_text, note
-from cogs.render import credits
+from cogs.render import plural
 from cogs.routing import JOB_ID, USER_ID, StudioButton, StudioModal
 from cogs.tree import reply
 from services.admin import MAX_REASON_LENGTH
@@ -203,7 +203,7 @@ class RefundButton(_ModButton, template=r"modlog:refund:" + JOB_ID):
         result = await studio(interaction).moderation.refund(
             guild_id, self.target, actor_id=interaction.user.id, entry_id=entry_id(interaction)
         )
-        amount = credits(result.job.committed or 0)
+        amount = plural(result.job.committed or 0, "credit")
         await modlog(interaction).update_entry(
             interaction,
             result.job,

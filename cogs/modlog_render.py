@@ -15,7 +15,9 @@ from datetime import datetime
 import discord
 from discord.utils import format_dt
 
-from cogs.render import credits, credits_back, escaped, options_line, quoted_prompt
+from cogs.render import credits_back, escaped, options_line, plural, quoted_prompt
+from services.jobs import JobRequest
+from services.jobs.outage import Outage
 from services.moderation import ActionResult, BlockedAttempt, Notice, Outcome
 from storage.models import Job, JobKind, JobState
 
@@ -65,12 +67,12 @@ def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
 def _cost(job: Job) -> str:
     if job.state == JobState.DELIVERED:
         committed = job.committed if job.committed is not None else job.cost
-        return f"{credits(committed)} committed" + (
+        return f"{plural(committed, 'credit')} committed" + (
             f" (of {job.cost} reserved)" if committed != job.cost else ""
         )
     if job.state == JobState.AWAITING_APPROVAL:
-        return f"{credits(job.cost)} held"
-    return f"{credits(job.cost)}, refunded"
+        return f"{plural(job.cost, 'credit')} held"
+    return f"{plural(job.cost, 'credit')}, refunded"
 
 
 def _notes_value(notes: Sequence[str]) -> str:
@@ -111,7 +113,7 @@ def job_entry(
     embed.add_field(name="Job", value=f"`{job.id}`", inline=True)
     embed.add_field(name="Options", value=options_line(job), inline=False)
     embed.add_field(name="Cost", value=_cost(job), inline=True)
-    inputs = [str(u) for u in job.params.get("image_urls", ())]
+    inputs = list(JobRequest.of(job).image_urls)
     if inputs:
         embed.add_field(name="Input images", value=links(inputs), inline=False)
     output = _output(job, age_hidden=age_hidden)
@@ -170,6 +172,29 @@ def blocked_entry(attempt: BlockedAttempt) -> discord.Embed:
     return embed
 
 
+_OUTAGE_WORDS = {
+    "auth": "RunComfy refuses the bot's API key. The operator needs to check RUNCOMFY_API_TOKEN.",
+    "balance": "The RunComfy account has no balance left. The operator needs to top it up.",
+    "connection": "RunComfy can't be reached from the bot.",
+    "server": "RunComfy keeps answering with errors.",
+}
+
+
+def outage_entry(outage: Outage) -> discord.Embed:
+    """The notice that the image service is failing (one per incident and server)."""
+    embed = discord.Embed(
+        title="⚠️ The image service isn't available",
+        description=_OUTAGE_WORDS.get(outage.kind.value, "RunComfy isn't working right now."),
+        colour=discord.Colour.orange(),
+        timestamp=outage.started_at,
+    )
+    embed.set_footer(
+        text="Jobs fail until it works again; members get their credits back."
+        " The bot tries again by itself."
+    )
+    return embed
+
+
 def with_more(embed: discord.Embed, more: int, at: datetime) -> discord.Embed:
     """A blocked-prompt entry counting ``more`` further attempts, the last one ``at``."""
     copy = embed.copy()
@@ -177,9 +202,10 @@ def with_more(embed: discord.Embed, more: int, at: datetime) -> discord.Embed:
         if f.name == MORE_FIELD:
             copy.remove_field(index)
             break
-    attempts = "attempt" if more == 1 else "attempts"
     copy.add_field(
-        name=MORE_FIELD, value=f"+{more} more {attempts} (last {format_dt(at, 'R')})", inline=False
+        name=MORE_FIELD,
+        value=f"+{plural(more, 'more attempt')} (last {format_dt(at, 'R')})",
+        inline=False,
     )
     return copy
 
@@ -292,10 +318,10 @@ def action_text(result: ActionResult) -> str:
                 " of that day."
             )
         case Outcome.REFUNDED:
-            return f"Refunded {result.amount} credits to <@{job.user_id}>."
+            return f"Refunded {plural(result.amount, 'credit')} to <@{job.user_id}>."
         case Outcome.REFUNDED_TODAY:
             return (
-                f"Refunded {result.amount} credits to <@{job.user_id}>: the job was on"
+                f"Refunded {plural(result.amount, 'credit')} to <@{job.user_id}>: the job was on"
                 f" {_day(result)} (UTC), so they were granted for today instead."
             )
     return result.outcome.value

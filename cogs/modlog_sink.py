@@ -27,6 +27,7 @@ from cogs.modlog_render import (
     blocked_entry,
     disabled_ids,
     job_entry,
+    outage_entry,
     read_notes,
     rejected_in_channel,
     rejected_notice,
@@ -37,6 +38,7 @@ from cogs.modlog_render import (
 from cogs.presenter import DiscordPresenter, files_of, fit
 from cogs.render import NO_MENTIONS, ready_mentions
 from services.jobs import DEFAULT_UPLOAD_LIMIT
+from services.jobs.outage import Outage
 from services.locks import KeyedLocks
 from services.moderation import BlockedAttempt, LogUnavailable, Notice
 from storage.models import Job, JobState
@@ -138,6 +140,9 @@ class DiscordModLog:
             view=blocked_view(attempt.user_id),
         )
 
+    async def post_outage(self, channel_id: int, guild_id: int, outage: Outage) -> int:
+        return await self._send(channel_id, guild_id, embed=outage_entry(outage))
+
     async def count_blocked(
         self, channel_id: int, message_id: int, attempt: BlockedAttempt, more: int
     ) -> bool:
@@ -165,9 +170,6 @@ class DiscordModLog:
             raise LogUnavailable(channel_id, f"{err.status} {err.text or err}") from err
         return True
 
-    async def show_held(self, job: Job) -> None:
-        await self._presenter.show_held(job)
-
     async def show_rejected(self, job: Job, *, dm: bool) -> Notice:
         """The public status message becomes a neutral notice (no prompt, no images); the
         verdict goes privately: an ephemeral followup while the token lives, else a DM if
@@ -180,6 +182,8 @@ class DiscordModLog:
             )
         except discord.HTTPException as err:
             log.info("job %s: could not edit the status message (%s)", job.id, err)
+        finally:
+            self._presenter.forget(job.id)  # its last word
         verdict = rejected_notice(job)
         if await self._followup(job, verdict):
             return Notice.PRIVATE

@@ -48,6 +48,10 @@ MAX_FILES = 10
 MAX_REQUEST_BYTES = 25 * MIB
 # Discord's answers meaning "this interaction token is no longer usable".
 TOKEN_REJECTED_CODES = frozenset({10015, 10062, 50027})
+# Progress states in which the status message shows the Cancel button.
+CANCELLABLE = frozenset(
+    {JobState.RESERVED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.QUEUED}
+)
 
 
 def too_large(err: discord.HTTPException) -> bool:
@@ -105,9 +109,13 @@ class DiscordPresenter:
         return self._pacing.step(step)
 
     def close(self) -> None:
-        """Shutting down: no more status edits; background steps stop waiting for calm."""
+        """Shut down: no more status edits (after the job engine stopped)."""
         self._feeds.stop()
-        self._pacing.stop()
+
+    def forget(self, job_id: str) -> None:
+        """The job's last word was said outside the engine (a moderator rejected it)."""
+        self._feeds.forget(job_id)
+        self._dead_tokens.discard(job_id)
 
     # -- the status message ---------------------------------------------------------------
 
@@ -154,9 +162,9 @@ class DiscordPresenter:
 
     async def _edit_progress(self, job: Job, progress: Progress) -> None:
         notes = JobRequest.of(job).notes
-        await self.edit_status(
-            job, content=status_text(job, progress, notes), view=status_view(job.id)
-        )
+        # Cancel is offered only while it can work: not once the job is being generated.
+        view = status_view(job.id) if progress.state in CANCELLABLE else None
+        await self.edit_status(job, content=status_text(job, progress, notes), view=view)
 
     async def show_held(self, job: Job) -> None:
         """The result waits for a moderator: say so, without the Cancel button."""
@@ -175,6 +183,21 @@ class DiscordPresenter:
         finally:
             self._dead_tokens.discard(job.id)  # the job's last message
             self._feeds.forget(job.id)
+
+    async def withdraw(self, job: Job) -> None:
+        hook = self._webhook(job)
+        if hook is None:
+            return
+        try:
+            await hook.edit_message(
+                "@original",  # type: ignore[arg-type]
+                content=outcome_text(job),
+                embed=None,
+                view=None,
+                allowed_mentions=NO_MENTIONS,
+            )
+        except discord.HTTPException as err:  # 404: Discord never had it, as expected
+            log.info("job %s: no status message to withdraw (%s %s)", job.id, err.status, err.code)
 
     async def _show_outcome(self, job: Job) -> None:
         text = outcome_text(job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from discord.utils import format_dt
 
-from cogs.render import clipped, format_duration, listed
+from cogs.render import clipped, format_duration, listed, plural
 from services.admin import AdminError, AlreadyListed, InvalidSetting, NotFound
 from services.policy import (
     Banned,
@@ -71,9 +71,9 @@ def refusal_text(refusal: PolicyRefusal) -> str:
                 " Please reword it."
             )
         case TooManyInFlight(in_flight=in_flight, limit=limit):
-            jobs = "job" if limit == 1 else "jobs"
             return (
-                f"You already have {in_flight} {jobs} in progress (limit: {limit} at a time)."
+                f"You already have {plural(in_flight, 'job')} in progress"
+                f" (limit: {limit} at a time)."
                 " Try again when one finishes."
             )
         case CoolingDown(frees_at=frees_at, cooldown_seconds=seconds) if frees_at is not None:
@@ -82,6 +82,12 @@ def refusal_text(refusal: PolicyRefusal) -> str:
                 f" (cooldown: {format_duration(seconds)})."
             )
     return "The studio can't take this request here right now."
+
+
+SERVICE_DOWN = (
+    "The image service isn't available right now. Please try again in a few minutes;"
+    " nothing was charged."
+)
 
 
 def admin_error_text(error: AdminError) -> str:
@@ -96,4 +102,4 @@ def admin_error_text(error: AdminError) -> str:
     return str(error)
 
 
-__all__ = ["admin_error_text", "refusal_text"]
+__all__ = ["SERVICE_DOWN", "admin_error_text", "refusal_text"]

@@ -14,8 +14,8 @@ import discord
 from discord.utils import format_dt
 
 from services.imagefit import FittedImage
-from services.jobs import Progress
-from storage.models import Job, JobKind, JobState
+from services.jobs import JobRequest, Progress
+from storage.models import Balance, Job, JobKind, JobState
 
 NO_MENTIONS = discord.AllowedMentions.none()  # every answer and post of the cogs pings nobody
 COLOUR = discord.Colour.from_rgb(250, 204, 21)  # banana
@@ -42,12 +42,55 @@ def clipped(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def credits(n: int) -> str:
-    return f"{n} credit" if n == 1 else f"{n} credits"
+_PLURALS = {"entry": "entries"}  # nouns that don't just take an "s"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 credit``, ``2 credits``, ``1 entry``, ``0 entries``: the cogs' one way to count."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {_PLURALS.get(noun, noun + 's')}"
+
+
+# Storage's names for where a limit comes from and which limit stopped a job, in plain words
+# (said to members and moderators alike; "guild" and "global" are the code's words, not theirs).
+_LIMIT_WORDS = {
+    "user override": "a personal override",
+    "role tier": "a role tier",
+    "guild default": "the server's default",
+    "global default": "the bot-wide default",
+    "daily allowance": "the daily allowance",
+    "guild daily cap": "the server's daily cap",
+    "global daily cap": "the bot-wide daily cap",
+}
+
+
+def limit_words(name: str) -> str:
+    """A storage limit or limit source (``"guild default"``...) as members read it."""
+    return _LIMIT_WORDS.get(name, name)
+
+
+def binding_caps(balance: Balance) -> list[str]:
+    """The server's or the bot's daily cap, where it leaves less than the member's own credits."""
+    caps = (
+        ("This server", balance.guild_cap_remaining),
+        ("The bot", balance.global_cap_remaining),
+    )
+    return [
+        f"{who} has {plural(left, 'credit')} left today."
+        for who, left in caps
+        if left is not None and left < balance.remaining
+    ]
+
+
+def usable_credits(balance: Balance) -> int:
+    """What the member can really spend today: their own credits, or less if a cap binds."""
+    caps = (balance.guild_cap_remaining, balance.global_cap_remaining)
+    return min([balance.remaining, *(c for c in caps if c is not None)])
 
 
 def credits_back(n: int) -> str:
-    return f"Your {credits(n)} {'is' if n == 1 else 'are'} back."
+    return f"Your {plural(n, 'credit')} {'is' if n == 1 else 'are'} back."
 
 
 def format_duration(seconds: int) -> str:
@@ -77,19 +120,20 @@ def quoted_prompt(prompt: str, limit: int = STATUS_PROMPT_CHARS) -> str:
 
 
 def options_line(job: Job) -> str:
-    p = job.params
+    request = JobRequest.of(job)
+    o = request.options
     parts = [
-        f"{p.get('num_images', 1)}×",
-        str(p.get("resolution", "1K")),
-        str(p.get("aspect_ratio", "auto")),
-        str(p.get("output_format", "png")),
-        f"safety {p.get('safety_tolerance', 4)}",
+        f"{o.num_images}×",
+        o.resolution,
+        o.aspect_ratio,
+        o.output_format,
+        f"safety {o.safety_tolerance}",
     ]
-    if p.get("enable_web_search"):
+    if o.enable_web_search:
         parts.append("web search")
     if job.kind == JobKind.EDIT:
-        n = len(p.get("image_urls", ()))
-        parts.append(f"editing {n} image" + ("" if n == 1 else "s"))
+        n = len(request.image_urls)
+        parts.append(f"editing {plural(n, 'image')}")
     return " · ".join(parts)
 
 
@@ -102,7 +146,7 @@ def status_text(job: Job, progress: Progress, notes: Sequence[str] = ()) -> str:
     lines = [head, quoted_prompt(job.prompt)]
     lines += [f"-# Note: {escaped(n)}" for n in notes]
     lines.append(
-        f"-# <@{job.user_id}> · {options_line(job)} · {credits(job.cost)} · job `{job.id}`"
+        f"-# <@{job.user_id}> · {options_line(job)} · {plural(job.cost, 'credit')} · job `{job.id}`"
     )
     return "\n".join(lines)
 
@@ -133,16 +177,16 @@ def result_embed(job: Job, fitted: Sequence[FittedImage] = ()) -> discord.Embed:
         description=clipped(escaped(job.prompt), EMBED_DESCRIPTION),
         colour=COLOUR,
     )
-    p = job.params
+    seed = JobRequest.of(job).options.seed
     embed.add_field(name="Options", value=options_line(job), inline=False)
-    embed.add_field(name="Seed", value=f"`{p.get('seed', '?')}`", inline=True)
+    embed.add_field(name="Seed", value=f"`{'?' if seed is None else seed}`", inline=True)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     linked = [f for f in fitted if f.linked]
     if linked:
         links = "\n".join(f"[{f.filename}]({f.source_url})" for f in linked)
         embed.add_field(name="Too large to attach", value=clipped(links, 1024), inline=False)
     reencoded = sum(1 for f in fitted if f.reencoded)
-    footer = f"job {job.id} · {credits(job.cost)}"
+    footer = f"job {job.id} · {plural(job.cost, 'credit')}"
     if reencoded:
         footer += f" · {reencoded} re-encoded to fit Discord's upload limit"
     embed.set_footer(text=footer)

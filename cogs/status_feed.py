@@ -44,10 +44,11 @@ class StatusFeeds:
         self._show_now = show
         self._feeds: dict[str, StatusFeed] = {}
         self._finished: set[str] = set()  # final word being shown: no progress after it
+        self._stopped = False
 
     def push(self, job: Job, progress: Progress) -> None:
         """Show ``progress`` now if the last update is old enough, else once the interval ends."""
-        if job.id in self._finished:
+        if job.id in self._finished or self._stopped:
             return
         feed = self._feeds.get(job.id)
         if feed is None:  # the acknowledgement was the first word: the interval starts there
@@ -79,6 +80,7 @@ class StatusFeeds:
 
     def stop(self) -> None:
         """Shutdown: drop what is pending and the edits waiting for their turn."""
+        self._stopped = True
         for feed in self._feeds.values():
             _cancel_pending(feed)
             if feed.showing is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +36,14 @@ from cogs.inputs import (
     studio_job_id,
 )
 from cogs.presenter import files_of, fit
-from cogs.render import NO_MENTIONS, credits, result_embed
+from cogs.render import (
+    NO_MENTIONS,
+    binding_caps,
+    limit_words,
+    plural,
+    result_embed,
+    usable_credits,
+)
 from cogs.tree import reply
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
     from bot import StudioBot
 
 log = logging.getLogger(__name__)
+
+JOB_ID_TEXT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +153,11 @@ class StudioCog(commands.Cog):
     def __init__(self, bot: StudioBot) -> None:
         self.bot = bot
         self.edit_menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image)
+        # Offered in DMs only when they may be used there (ALLOW_DMS), instead of refused there.
+        dms = bot.settings.allow_dms
+        where = app_commands.AppCommandContext(guild=True, dm_channel=dms, private_channel=dms)
+        for command in (self.imagine, self.edit, self.edit_menu):
+            command.allowed_contexts = where
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.edit_menu)
@@ -238,15 +253,16 @@ class StudioCog(commands.Cog):
         weights = self.bot.settings.quota.resolution_weights
         resets = balance.resets_at
         lines = [
-            f"You have **{balance.remaining}** of {credits(balance.limit)} left today"
-            f" ({balance.limit_source}"
+            f"You have **{usable_credits(balance)}** of {plural(balance.limit, 'credit')} left"
+            f" today (from {limit_words(balance.limit_source)}"
             + (f", plus {balance.granted} granted" if balance.granted else "")
             + ").",
+            *binding_caps(balance),
             f"They reset {discord.utils.format_dt(resets, 'R')}"
             f" ({discord.utils.format_dt(resets, 't')}).",
             f"Jobs in progress: **{in_flight}**.",
             "-# Cost per image: "
-            + ", ".join(f"{res} = {credits(w)}" for res, w in weights.items()),
+            + ", ".join(f"{res} = {plural(w, 'credit')}" for res, w in weights.items()),
         ]
         if interaction.response.is_done():  # deferred: the database was slow
             await interaction.edit_original_response(
@@ -264,7 +280,10 @@ class StudioCog(commands.Cog):
         who may use the studio where (bans, channels, roles, DMs) apply, since this posts; the
         prompt, cooldown and in-flight rules do not: nothing is generated or charged.
         """
-        job = await within_budget(interaction, self.bot.jobs.get(job_id.strip().strip("`")))
+        wanted = job_id.strip().strip("`")
+        if not JOB_ID_TEXT.fullmatch(wanted):
+            raise InvalidInput("job_id", "That isn't a job id: it's the code under a result.")
+        job = await within_budget(interaction, self.bot.jobs.get(wanted))
         if not may_act_on(job, interaction):
             raise NotAllowed("show", "You can only show your own results.")
         if job.state != JobState.DELIVERED:
@@ -272,7 +291,7 @@ class StudioCog(commands.Cog):
                 "show", f"Job `{job.id}` has no result to show (it is {job.state.value})."
             )
         if job.result_message_id is None:
-            # Delivered, then taken down by a moderator (see services/moderation.py).
+            # Delivered, then taken down by a moderator (see services/moderation/actions.py).
             raise NotAllowed("show", f"Job `{job.id}` was removed by a moderator.")
         check_age_restriction(job, interaction)
         await within_budget(interaction, self.bot.jobs.check_presence(requester(interaction)))

@@ -19,11 +19,11 @@ from discord.utils import format_dt
 
 from client.errors import InvalidRequestError, RunComfyError
 from cogs.inputs import check_source
-from cogs.payload import check_payload
-from cogs.refusals import admin_error_text, refusal_text
-from cogs.render import NO_MENTIONS
+from cogs.payload import OUT_OF_DATE, check_payload
+from cogs.refusals import SERVICE_DOWN, admin_error_text, refusal_text
+from cogs.render import NO_MENTIONS, limit_words, plural
 from services.admin import AdminError
-from services.errors import StudioClosing, StudioError
+from services.errors import ServiceUnavailable, StudioClosing, StudioError
 from services.policy import PolicyRefusal
 from storage.models import QuotaExceededError, TooManyJobsError
 
@@ -47,22 +47,24 @@ def message_for(error: BaseException) -> str | None:
         return refusal_text(error)
     if isinstance(error, AdminError):
         return admin_error_text(error)
+    if isinstance(error, ServiceUnavailable):
+        return SERVICE_DOWN
     if isinstance(error, StudioError):
         return str(error)
     if isinstance(error, QuotaExceededError):
         left = max(error.allowed - error.used, 0)
         whose = {
             "guild daily cap": "This server's daily credits are used up",
-            "global daily cap": "The studio's daily budget is used up",
+            "global daily cap": "The bot's daily credits are used up",
         }.get(error.limit, "Not enough credits left today")
         return (
-            f"{whose}: this needs {error.cost}, {left} of {error.allowed} left"
-            f" ({error.limit}). Credits reset {format_dt(error.resets_at, 'R')}."
+            f"{whose}: this needs {plural(error.cost, 'credit')}, {left} of {error.allowed} left"
+            f" ({limit_words(error.limit)}). Credits reset {format_dt(error.resets_at, 'R')}."
         )
     if isinstance(error, TooManyJobsError):
         return (
-            f"You already have {error.in_flight} jobs in progress (limit: {error.allowed})."
-            " Try again when one finishes."
+            f"You already have {plural(error.in_flight, 'job')} in progress"
+            f" (limit: {error.allowed}). Try again when one finishes."
         )
     if isinstance(error, InvalidRequestError):
         name = _FIELD_NAMES.get(error.field, error.field)
@@ -72,7 +74,7 @@ def message_for(error: BaseException) -> str | None:
     if isinstance(error, app_commands.CheckFailure):
         return str(error) or "You can't use this here."
     if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
-        return "This command is out of date in your Discord client; try again in a minute."
+        return OUT_OF_DATE
     if isinstance(error, app_commands.TransformerError):
         return "That value isn't one the command offers. Nothing was charged."
     return None

@@ -17,9 +17,12 @@ from cogs.presenter import DiscordPresenter
 from services.admin import AdminService
 from services.image_inputs import InputImages
 from services.jobs import JobService
+from services.jobs.breaker import CircuitBreaker
+from services.metrics import Metrics
 from services.moderation import ModerationService, ModLog
 from services.policy import PolicyService
 from services.settings import BotSettings
+from services.timings import TimingKeeper
 from storage import Storage
 
 if TYPE_CHECKING:
@@ -37,10 +40,17 @@ class Services:
     pacing: Pacing
     presenter: DiscordPresenter
     modlog_sink: DiscordModLog
+    metrics: Metrics
+    breaker: CircuitBreaker
+    timings: TimingKeeper
 
 
 def wire(
-    bot: StudioBot, settings: BotSettings, storage: Storage, runcomfy: RunComfyClient
+    bot: StudioBot,
+    settings: BotSettings,
+    storage: Storage,
+    runcomfy: RunComfyClient,
+    metrics: Metrics | None = None,
 ) -> Services:
     """Build every service around ``bot``, each with its collaborators from the start."""
     policy = PolicyService(
@@ -53,6 +63,8 @@ def wire(
     presenter = DiscordPresenter(bot, pacing, settings.timing)
     sink = DiscordModLog(bot, presenter)
     modlog = ModLog(storage, policy, runcomfy, sink)
+    metrics = metrics or Metrics()
+    breaker = CircuitBreaker(threshold=3, pause=60.0, max_pause=600.0)
     jobs = JobService(
         storage,
         runcomfy,
@@ -62,6 +74,13 @@ def wire(
         timing=settings.timing,
         events=modlog,
         inputs=InputImages(runcomfy, origins=settings.discord_cdn_origins),
+        breaker=breaker,
+        metrics=metrics,
+        outages=modlog,
     )
+    metrics.count_in_flight(jobs.active_count)
     moderation = ModerationService(storage, jobs, policy, admin, modlog, sink)
-    return Services(policy, admin, jobs, moderation, pacing, presenter, sink)
+    timings = TimingKeeper(storage, runcomfy)  # learned job durations, kept in the database
+    return Services(
+        policy, admin, jobs, moderation, pacing, presenter, sink, metrics, breaker, timings
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class StudioError(Exception):
     """Root of the errors the studio shows to a member (ephemerally)."""
@@ -53,3 +55,15 @@ FORM_ALREADY_SENT = "That form was already sent, so nothing more was started or 
 class StudioBusy(StudioError):
     def __init__(self) -> None:
         super().__init__("The studio is very busy right now. Please try again in a moment.")
+
+
+class ServiceUnavailable(StudioError):
+    """RunComfy keeps failing, so the bot pauses sending jobs (the circuit breaker is open).
+
+    Raised before anything is charged; ``retry_at`` is when the bot tries again by itself.
+    The cogs word it for members.
+    """
+
+    def __init__(self, retry_at: datetime) -> None:
+        super().__init__("The image service isn't available right now; nothing was charged.")
+        self.retry_at = retry_at

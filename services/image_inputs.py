@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -15,8 +16,13 @@ from services.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-# Where Discord serves uploaded files (attachments, and its proxied copies of embed images).
-DISCORD_CDN_ORIGINS = ("https://cdn.discordapp.com", "https://media.discordapp.net")
+# Where Discord serves uploaded files (attachments, and its proxied copies of embed images:
+# media.discordapp.net, and images-ext-N.discordapp.net for link embeds).
+DISCORD_CDN_ORIGINS = (
+    "https://cdn.discordapp.com",
+    "https://media.discordapp.net",
+    "https://images-ext-*.discordapp.net",
+)
 SNIFF_TIMEOUT = 2.0  # seconds for the first bytes; the interaction is deferred meanwhile
 
 NamedUrl = tuple[str, str]  # (what the member calls it, e.g. "image2"; its URL)
@@ -27,12 +33,16 @@ class InputImages:
         self, client: RunComfyClient, *, origins: Sequence[str] = DISCORD_CDN_ORIGINS
     ) -> None:
         self._client = client
-        self._origins = frozenset(o.rstrip("/").lower() for o in origins)
+        # "*" stands for one DNS label of letters, digits and hyphens (images-ext-1, -2, ...)
+        self._origins = [
+            re.compile(re.escape(o.rstrip("/").lower()).replace(r"\*", "[a-z0-9-]+"))
+            for o in origins
+        ]
 
     async def check(self, images: Sequence[NamedUrl]) -> None:
         """Raise InvalidInput for the first image that is not a real image on Discord's CDN."""
         for name, url in images:
-            if _origin(url) not in self._origins:
+            if not any(o.fullmatch(_origin(url)) for o in self._origins):
                 raise InvalidInput(
                     name, f"`{name}` isn't a file uploaded to Discord. Nothing was charged."
                 )

@@ -36,6 +36,21 @@ from storage.models import Ban, GuildPolicy
 
 log = logging.getLogger(__name__)
 
+# The safety ceiling of a server whose moderators never set one (``/admin safety`` changes it).
+DEFAULT_CEILING = GuildPolicy(guild_id=0).max_safety
+
+
+def default_safety_warning(default_safety: int) -> str | None:
+    """The operator's start-up warning when ``DEFAULT_SAFETY`` is above the default ceiling."""
+    if default_safety <= DEFAULT_CEILING:
+        return None
+    return (
+        f"DEFAULT_SAFETY={default_safety} is above the default server safety ceiling of"
+        f" {DEFAULT_CEILING}: where moderators keep that ceiling, jobs are lowered to"
+        f" {DEFAULT_CEILING} with a note (raise it with /admin safety, or set DEFAULT_SAFETY"
+        f" to {DEFAULT_CEILING} or lower)"
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:

@@ -15,7 +15,8 @@ JOINERS = frozenset("\u200c\u200d")
 # Letters that render as nothing: Hangul fillers, the braille blank, the Khmer vowel inherents.
 BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
 _DROPPED = frozenset({"Cc", "Cf", "Cs"})
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
+# ... plus private-use and unassigned code points: no font shows them to the model or anyone.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
 
 
 def clean_text(text: str) -> str:

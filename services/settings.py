@@ -20,6 +20,7 @@ from storage.settings import DEFAULT_DATABASE_PATH, QuotaSettings, database_path
 T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(Exception):
@@ -67,11 +68,14 @@ class BotSettings:
     database_path: Path = DEFAULT_DATABASE_PATH
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line, for log collectors
     default_safety: int = 4
     allow_dms: bool = False  # whether /imagine and /edit work in DMs (no guild policy there)
     timing: JobTiming = field(default_factory=JobTiming)
     # Where members' uploads may come from (tests point it at the fake Discord).
     discord_cdn_origins: tuple[str, ...] = DISCORD_CDN_ORIGINS
+    metrics_port: int | None = None  # METRICS_PORT: serve /metrics and /healthz; None: off
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BotSettings:
@@ -91,10 +95,13 @@ class BotSettings:
         database_path = database_path_from_env(env)
         quota = take(lambda: _quota(env), QuotaSettings())
         log_level = take(lambda: _log_level(env), "INFO")
+        log_format = take(lambda: _log_format(env), "text")
         default_safety = take(lambda: _safety(env), 4)
         allow_dms = take(lambda: env_bool(env, "ALLOW_DMS", False), False)
         interval = take(lambda: env_int(env, "STATUS_UPDATE_SECONDS", 3, minimum=1), 3)
         timeout = take(lambda: env_int(env, "JOB_TIMEOUT_SECONDS", 900, minimum=30), 900)
+        metrics_port = take(lambda: _port(env), None)
+        metrics_host = env_str(env, "METRICS_HOST", "127.0.0.1") or "127.0.0.1"
 
         if problems:
             raise SettingsError(problems)
@@ -106,8 +113,11 @@ class BotSettings:
             database_path=database_path,
             quota=quota,
             log_level=log_level,
+            log_format=log_format,
             default_safety=default_safety,
             allow_dms=allow_dms,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
             timing=JobTiming(
                 status_interval=float(interval or 3), job_timeout=float(timeout or 900)
             ),
@@ -142,6 +152,20 @@ def _log_level(env: Mapping[str, str]) -> str:
     if level not in LOG_LEVELS:
         raise SettingError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    value = (env_str(env, "LOG_FORMAT", "text") or "text").lower()
+    if value not in LOG_FORMATS:
+        raise SettingError("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
+def _port(env: Mapping[str, str]) -> int | None:
+    value = env_int(env, "METRICS_PORT", None, minimum=1)
+    if value is not None and value > 65535:
+        raise SettingError("METRICS_PORT", "must be a port number from 1 to 65535")
+    return value
 
 
 def _safety(env: Mapping[str, str]) -> int:

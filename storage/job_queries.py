@@ -13,7 +13,7 @@ from storage.clock import from_db_opt, to_db
 from storage.db import Database
 from storage.job_rows import event_from_row, job_from_row
 from storage.migrations import UNFINISHED
-from storage.models import GuildStats, Job, JobEvent, JobNotFoundError
+from storage.models import GuildStats, Job, JobEvent
 from storage.validate import aware_time
 
 TOP_USERS = 5
@@ -27,6 +27,9 @@ MEMBER_IN_FLIGHT_SQL = (
 )
 
 
+LAST_CREATED_SQL = "SELECT max(created_at) FROM jobs WHERE user_id = ? AND guild_id IS ?"
+
+
 class JobQueries:
     """The reading half of JobStore."""
 
@@ -38,13 +41,6 @@ class JobQueries:
             lambda c: c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         )
         return None if row is None else job_from_row(row)
-
-    async def require(self, job_id: str) -> Job:
-        """Like get(), but a missing job is an error (JobNotFoundError)."""
-        job = await self.get(job_id)
-        if job is None:
-            raise JobNotFoundError(job_id)
-        return job
 
     async def _jobs(self, sql: str, args: Sequence[object] = ()) -> list[Job]:
         def run(conn: sqlite3.Connection) -> list[Job]:
@@ -90,11 +86,7 @@ class JobQueries:
         """When the member last asked for a job in this guild (None: DMs), for cooldowns."""
 
         def run(conn: sqlite3.Connection) -> datetime | None:
-            row = conn.execute(
-                "SELECT max(created_at) FROM jobs WHERE user_id = ? AND guild_id IS ?",
-                (user_id, guild_id),
-            ).fetchone()
-            return from_db_opt(row[0])
+            return from_db_opt(conn.execute(LAST_CREATED_SQL, (user_id, guild_id)).fetchone()[0])
 
         return await self._db.query(run)
 

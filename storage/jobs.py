@@ -16,17 +16,18 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from storage.clock import Clock, from_db_opt, next_midnight, quota_day, to_db
 from storage.db import Database
 from storage.job_ids import new_job_id
-from storage.job_queries import MEMBER_IN_FLIGHT_SQL, JobQueries
+from storage.job_queries import LAST_CREATED_SQL, MEMBER_IN_FLIGHT_SQL, JobQueries
 from storage.job_rows import encode_fields, job_from_row, validate_new
 from storage.job_transitions import transition_op
 from storage.ledger import insert_entry
 from storage.models import (
+    CoolingDownError,
     FormAlreadySentError,
     InvalidSettingError,
     Job,
@@ -70,13 +71,15 @@ class JobStore(JobQueries):
         role_ids: Collection[int] = (),
         now: datetime | None = None,
         max_in_flight: int | None = None,
+        cooldown: timedelta | None = None,
     ) -> Job:
         """Hold the job's credits and write it (state RESERVED), in one transaction.
 
         Resolves the member's daily limit (see storage.quota), checks it, the guild daily cap and
         the global daily cap: QuotaExceededError names the limit passed. With ``max_in_flight``,
         also refuses (TooManyJobsError) when the member already has that many unfinished jobs in
-        this guild (None: DMs), atomically, so a double click cannot slip past it.
+        this guild (None: DMs), atomically, so a double click cannot slip past it. With
+        ``cooldown``, refuses (CoolingDownError) when the member's last job here is more recent.
 
         If the caller is cancelled while this runs, either nothing was written, or the job was
         written and is then failed at once with its credits refunded (``ABANDONED_ERROR``), so
@@ -101,6 +104,12 @@ class JobStore(JobQueries):
                 ).fetchone()[0]
                 if in_flight >= max_in_flight:
                     raise TooManyJobsError(in_flight=in_flight, allowed=max_in_flight)
+            if cooldown is not None:
+                last = from_db_opt(
+                    conn.execute(LAST_CREATED_SQL, (new.user_id, new.guild_id)).fetchone()[0]
+                )
+                if last is not None and last + cooldown > now:
+                    raise CoolingDownError(last_at=last)
             s = standing(conn, self._settings, new.user_id, new.guild_id, day, role_ids)
             check_reservation(s, new.cost, next_midnight(now))
             if (

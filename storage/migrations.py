@@ -240,7 +240,20 @@ _V4 = (
     "CREATE UNIQUE INDEX jobs_by_form ON jobs (form_id) WHERE form_id IS NOT NULL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# v5: what the RunComfy client learned of job durations, per timing key (model, resolution,
+# image count), so the first job after a restart polls as well as a learned one. The estimate
+# is the client's own plain data, kept as a JSON object: storage does not interpret it.
+_V5 = (
+    """
+    CREATE TABLE timing_estimates (
+        key TEXT PRIMARY KEY,
+        estimate TEXT NOT NULL,           -- JSON object, as the client exported it
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -173,6 +173,14 @@ class FormAlreadySentError(StorageError):
         self.job_id = job_id
 
 
+class CoolingDownError(StorageError):
+    """The member's last job here is more recent than the cooldown allows."""
+
+    def __init__(self, last_at: datetime) -> None:
+        super().__init__(f"last job at {last_at.isoformat()}")
+        self.last_at = last_at
+
+
 class TooManyJobsError(StorageError):
     """The member already has ``allowed`` jobs in flight in this guild (or in DMs)."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from storage.clock import Clock, utc_now
 from storage.db import Database, integrity_problems
+from storage.estimates import EstimateStore
 from storage.jobs import JobStore
 from storage.migrations import migrate, refuse_newer
 from storage.policy import PolicyStore
@@ -16,7 +17,7 @@ from storage.settings import QuotaSettings
 
 
 class Storage:
-    """One database file: the job ledger, the quota ledger and guild policy."""
+    """One database file: the job ledger, the quota ledger, guild policy, learned timings."""
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class Storage:
         self.jobs = JobStore(db, quota, clock)
         self.quota = QuotaStore(db, quota, clock)
         self.policy = PolicyStore(db, clock)
+        self.estimates = EstimateStore(db, clock)  # job durations the client learned
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own check of the file plus foreign keys; [] when all is well."""

@@ -26,6 +26,7 @@ import aiohttp
 
 from bot import StudioBot, create_bot
 from client import ClientSettings, PollingPolicy, RunComfyClient
+from services.metrics import Metrics
 from services.settings import BotSettings, JobTiming
 from storage import QuotaSettings, Storage
 from storage.models import Job, JobState
@@ -60,18 +61,21 @@ class StudioEnv:
     ) -> AsyncIterator[StudioBot]:
         """Open the database and build the bot like ``python bot.py`` (a fast RunComfy client)."""
         async with Storage.open(self.settings.database_path, self.settings.quota) as storage:
+            metrics = Metrics()
             client = RunComfyClient(
                 self.session,
                 self.settings.client,
                 retry=FAST_RETRY,
                 polling=polling,
                 request_timeout=15.0,
+                on_request=metrics.api_request,
             )
             bot = create_bot(
                 self.settings,
                 session=self.session,
                 storage=storage,
                 runcomfy=client,
+                metrics=metrics,
                 guild_ready_timeout=0.05,
                 **options,
             )

@@ -73,8 +73,8 @@ def test_balance_text() -> None:
         guild_cap_remaining=40,
     )
     assert balance_text(42, balance) == (
-        "<@42> has **18** credits left today (limit 20 from the role tier, plus 3 granted;"
-        f" 5 used). Resets <t:{STAMP}:R>. The server's daily cap has 40 left."
+        "<@42> has **18 credits** left today (limit 20 from a role tier, plus 3 granted;"
+        f" 5 used). Resets <t:{STAMP}:R>. The server's daily cap has 40 credits left."
     )
 
 

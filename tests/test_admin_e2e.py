@@ -324,7 +324,7 @@ async def test_quota_settings_change_what_members_may_spend(tmp_path: Path) -> N
         async with env.running():
             member = guild.member
             said = await admin_says(env, "quota default", {"credits": 1})
-            assert said.startswith("Members now get 1 credits a day")
+            assert said.startswith("Members now get 1 credit a day")
             assert "1 of 1 left" in await refusal(env, count=2)
             await admin_says(env, "quota tier", {"role": patron, "credits": 3})
             await accepted(env, count=2, roles=[patron])  # 2 of the tier's 3
@@ -348,7 +348,7 @@ async def test_the_ledger_counts_the_members_role_tier(tmp_path: Path) -> None:
         await admin_says(env, "quota tier", {"role": guild.member_role, "credits": 7})
         ledger = await admin_says(env, "quota ledger", {"member": guild.member})
         assert ledger.startswith(
-            f"<@{guild.member.id}> has **7** credits left today (limit 7 from the role tier;"
+            f"<@{guild.member.id}> has **7 credits** left today (limit 7 from a role tier;"
             " 0 used). Resets <t:"
         )
         assert ledger.endswith(":R>.\nNo ledger entries yet.")
@@ -398,7 +398,7 @@ async def test_blocklist_add_list_remove(tmp_path: Path) -> None:
         said = await admin_says(env, "blocklist add", {"pattern": r"(a)\1", "regex": True})
         assert said.startswith("pattern:")
         listing = await admin_says(env, "blocklist list")
-        assert listing.startswith("**Blocklist** (1 entries):")
+        assert listing.startswith("**Blocklist** (1 entry):")
         entry_id = int(listing.split("#")[1].split(" ")[0])
         await admin_says(env, "blocklist remove", {"entry": entry_id})
         await accepted(env, "a red dragon at dawn")
@@ -489,7 +489,7 @@ async def test_ban_and_unban(tmp_path: Path) -> None:
         assert refused.startswith("You're banned from the studio in this server until <t:")
         assert refused.endswith("Reason: off-topic floods")
         said = await admin_says(env, "ban", {"member": member, "duration": "soon"})
-        assert said == "duration: 'soon' is not a duration; try 30m, 2h, 7d or 1h30m"
+        assert said == 'duration: "soon" is not a duration; try 30m, 2h, 7d or 1h30m'
         assert await admin_says(env, "unban", {"member": member}) == (
             f"<@{member.id}> may use the studio again."
         )
@@ -539,10 +539,10 @@ async def test_settings_show_everything_at_a_glance(tmp_path: Path) -> None:
         for line in (
             f"**Channels:** <#{guild.text_channel.id}>",
             "**Roles:** everyone",
-            "**Daily credits per member:** bot default (20)",
+            "**Daily credits per member:** bot-wide default (20)",
             f"**Role tiers:** <@&{guild.member_role.id}>: 7",
             "**Safety ceiling:** 4 (age-restricted channels: 6)",
-            "**Blocklist:** 1 entries",
+            "**Blocklist:** 1 entry",
             "**Log channel:** not set",
             "**Approval before posting:** off",
             "**Cooldown:** 1 min 30 s",
@@ -579,7 +579,7 @@ UNCONFIGURED = {
         "Studio settings",
         "**Channels:** every channel",
         "**Roles:** everyone",
-        "**Daily credits per member:** bot default (20)",
+        "**Daily credits per member:** bot-wide default (20)",
         "**Server daily cap:** none",
         "**Role tiers:** none",
         "**Blocklist:** 0 entries",

@@ -19,7 +19,7 @@ from PIL import Image
 
 from client import RunComfyClient
 from client.cli import EXIT_BROKEN_PIPE, describe, main
-from client.models import JobState, JobStatus, TextToImageRequest
+from client.models import GenerationOptions, JobState, JobStatus, TextToImageRequest
 from tests.fakes.runcomfy import EDIT_MODEL, FakeRunComfy, JobScript
 from tests.helpers import FOREVER
 
@@ -200,7 +200,7 @@ async def test_a_failed_job_ends_with_its_reason(
     assert list((tmp_path / "out").iterdir()) == []
 
 
-async def test_the_timeout_gives_up_and_says_how_to_check_later(
+async def test_the_timeout_cancels_a_job_still_queued(
     fake_runcomfy: FakeRunComfy, env: dict[str, str], tmp_path: Path
 ) -> None:
     fake_runcomfy.script(JobScript(queue_seconds=60))
@@ -209,8 +209,51 @@ async def test_the_timeout_gives_up_and_says_how_to_check_later(
     (request_id,) = fake_runcomfy.jobs
     assert run.stderr[-1] == (
         f"error: request {request_id} did not finish within 0.2 s; "
-        f"it may still finish: python -m client status {request_id}"
+        "it was still queued, so it was cancelled"
     )
+    assert fake_runcomfy.jobs[request_id].cancelled_at is not None
+
+
+async def test_the_timeout_on_a_running_job_says_how_to_fetch_it_later(
+    fake_runcomfy: FakeRunComfy, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=0, run_seconds=60))
+    run = await cli("imagine", "a fox", "--out", "o", "--timeout", "0.2", cwd=tmp_path, env=env)
+    assert run.code == 1
+    (request_id,) = fake_runcomfy.jobs
+    assert run.stderr[-1] == (
+        f"error: request {request_id} did not finish within 0.2 s; "
+        f"it may still finish: python -m client status {request_id} --out DIR"
+    )
+    assert fake_runcomfy.jobs[request_id].cancelled_at is None
+
+
+async def test_status_out_saves_a_finished_jobs_images_as_imagine_does(
+    runcomfy_client: RunComfyClient,
+    fake_runcomfy: FakeRunComfy,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    fake_runcomfy.script(
+        JobScript(queue_seconds=0, run_seconds=0),
+        JobScript(queue_seconds=FOREVER, queue_position=2),
+    )
+    two = TextToImageRequest("x", GenerationOptions(num_images=2, output_format="webp"))
+    done = (await runcomfy_client.submit(two)).request_id
+    queued = (await runcomfy_client.submit(TextToImageRequest("y"))).request_id
+    saved, waiting = await asyncio.gather(
+        cli("status", done, "--out", "saved", cwd=tmp_path, env=env),
+        cli("status", queued, "--out", "later", cwd=tmp_path, env=env),
+    )
+    assert saved.code == 0, saved.stderr
+    assert saved.stdout == ["completed", f"saved/{done}-1.webp", f"saved/{done}-2.webp"]
+    for line in saved.stdout[1:]:
+        with Image.open(tmp_path / line) as image:
+            assert image.format == "WEBP"
+    assert waiting.code == 1
+    assert waiting.stdout == ["queued (position 2)"]
+    assert waiting.stderr == [f"error: request {queued} has not finished yet; nothing saved"]
+    assert not (tmp_path / "later").exists()
 
 
 async def test_status_and_cancel(
@@ -257,6 +300,22 @@ async def test_ctrl_c_while_queued_cancels_the_job(
     (request_id,) = fake_runcomfy.jobs
     assert run.code == 130
     assert run.stderr[-1] == f"error: interrupted: cancelled request {request_id}"
+    assert fake_runcomfy.jobs[request_id].cancelled_at is not None
+
+
+async def test_sigterm_while_queued_cancels_the_job_as_ctrl_c_does(
+    fake_runcomfy: FakeRunComfy, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_runcomfy.script(JobScript(queue_seconds=60, queue_position=5))
+    process = await start_cli("imagine", "a fox", "--out", "out", cwd=tmp_path, env=env)
+    assert process.stderr is not None
+    first = await asyncio.wait_for(process.stderr.readline(), 30)
+    assert b"submitted request" in first
+    process.send_signal(signal.SIGTERM)
+    run = await finish(process)
+    (request_id,) = fake_runcomfy.jobs
+    assert run.code == 128 + signal.SIGTERM
+    assert run.stderr[-1] == f"error: terminated: cancelled request {request_id}"
     assert fake_runcomfy.jobs[request_id].cancelled_at is not None
 
 

@@ -57,6 +57,7 @@ class RecordingPresenter:
     outcomes: list[tuple[str, JobState, str | None]] = field(default_factory=list)
     events: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     fail_delivery: int = 0  # how many deliveries fail before they work
+    withdrawn: list[str] = field(default_factory=list)
 
     pacing: Pacing | None = None  # the Discord side's pacing, when a test wants it
 
@@ -84,6 +85,9 @@ class RecordingPresenter:
     async def show_outcome(self, job: Job) -> None:
         self.outcomes.append((job.id, job.state, job.error))
         self.events.put_nowait(f"{job.state.value} {job.id}")
+
+    async def withdraw(self, job: Job) -> None:
+        self.withdrawn.append(job.id)
 
 
 @dataclass
@@ -360,6 +364,7 @@ async def test_api_failure_refunds_and_tells_why(engine: Engine) -> None:
     assert await used_today(engine.storage) == 0
 
 
+@pytest.mark.expect_errors(logger="services.jobs", match="no balance left")
 async def test_submit_rejected_by_the_api_refunds(engine: Engine) -> None:
     engine.fake.inject("submit", status=402, body={"error_code": 400002, "message": "no balance"})
     job = await run_one(engine, JobSpec(kind=JobKind.IMAGINE, prompt="broke"))
@@ -549,7 +554,8 @@ async def test_resume_refunds_a_reserved_job_whose_answer_never_reached_discord(
     assert failed is not None and failed.state == JobState.FAILED
     assert failed.error == NEVER_ACKNOWLEDGED
     assert engine.fake.requests == []  # nothing sent to RunComfy
-    assert engine.presenter.outcomes == []  # nothing posted about a job nobody saw
+    assert engine.presenter.outcomes == []  # nothing posted about a job nobody saw...
+    assert engine.presenter.withdrawn == [job.id]  # ...but its message corrected if it exists
     assert await used_today(engine.storage) == 0
     assert await engine.jobs.in_flight(USER, GUILD) == 0
 

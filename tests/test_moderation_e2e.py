@@ -140,7 +140,7 @@ async def test_failed_and_cancelled_jobs_are_logged(tmp_path: Path) -> None:
         status, cancelled_id = await imagine(env, "changed my mind", user=env.discord.guild.admin)
         await env.wait_state(cancelled_id, JobState.QUEUED, JobState.SUBMITTED)
         click = await env.click(status, "Cancel", user=env.discord.guild.admin)
-        await click.wait_for_followups()
+        await click.wait_for_callback()  # the status message says "Cancelled": no followup
         entry = await env.log_entry(log_id, lambda m: "Cancelled" in m.embeds[0]["title"])
         assert fields(entry)["Job"] == f"`{cancelled_id}`"
         assert fields(entry)["Requester"].startswith(f"<@{env.discord.guild.admin.id}>")

@@ -83,6 +83,14 @@ def test_all_problems_are_reported_together() -> None:
     assert all("\n" not in line for line in lines)
 
 
+def test_log_format_is_text_or_json() -> None:
+    assert BotSettings.from_env(MINIMAL).log_format == "text"
+    assert BotSettings.from_env({**MINIMAL, "LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(SettingsError) as caught:
+        BotSettings.from_env({**MINIMAL, "LOG_FORMAT": "xml"})
+    assert [str(p) for p in caught.value.problems] == ["LOG_FORMAT: must be one of text, json"]
+
+
 def test_tokens_do_not_appear_in_the_settings_repr() -> None:
     settings = BotSettings.from_env(MINIMAL)
     assert "secret" not in repr(settings)

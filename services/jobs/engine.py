@@ -14,7 +14,8 @@ Each side effect is preceded by the row that lets a restart tell what happened:
 
 Resume rules (``resume``), applied to every unfinished job at start-up:
 - RESERVED, acknowledged (Discord took the answer): nothing was sent, so it is submitted now.
-- RESERVED, never acknowledged: the member never saw it accepted: FAILED and refunded, quietly.
+- RESERVED, never acknowledged: Discord may never have shown it: FAILED and refunded, and its
+  status message (if Discord has one) says so; nothing else is posted.
 - SUBMITTING: the POST may or may not have reached RunComfy and no request_id was stored:
   FAILED, credits refunded, the member told to retry (a clean shutdown never leaves one).
 - SUBMITTED / QUEUED / RUNNING: followed again from the stored request_id, delivered once.
@@ -30,11 +31,10 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from client import RunComfyClient
@@ -47,7 +47,10 @@ from services.errors import (
     StudioClosing,
 )
 from services.image_inputs import InputImages, NamedUrl
+from services.jobs.breaker import CircuitBreaker
+from services.jobs.outage import ApiWatch, OutageNotices
 from services.jobs.pipeline import BEFORE_SUBMIT, DELIVERABLE, FOLLOWING, JobPipeline
+from services.jobs.repeats import RepeatGuard
 from services.jobs.request import decided, validated
 from services.jobs.runcomfy import download
 from services.jobs.types import (
@@ -60,11 +63,19 @@ from services.jobs.types import (
     Reservation,
     may_act_on,
 )
-from services.policy import PolicyRefusal, PolicyService, RequestContext
+from services.metrics import Metrics
+from services.policy import CoolingDown, PolicyRefusal, PolicyService, RequestContext
 from services.prompt_text import clean_text
 from services.settings import JobTiming
 from storage import QuotaSettings, Storage
-from storage.models import Balance, FormAlreadySentError, Job, JobState, NewJob
+from storage.models import (
+    Balance,
+    CoolingDownError,
+    FormAlreadySentError,
+    Job,
+    JobState,
+    NewJob,
+)
 
 log = logging.getLogger("services.jobs")
 
@@ -93,6 +104,9 @@ class JobService:
         inputs: InputImages | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        breaker: CircuitBreaker | None = None,
+        metrics: Metrics | None = None,
+        outages: OutageNotices | None = None,  # the moderators' log
     ) -> None:
         self._storage = storage
         self._client = client
@@ -102,12 +116,18 @@ class JobService:
         self._events = events or NoEvents()
         self._inputs = inputs or InputImages(client)
         self._rng = rng or random.Random()  # seeds: varied, not secret
+        self.watch = ApiWatch(breaker or CircuitBreaker(), metrics or Metrics(), outages, clock)
         self._pipeline = JobPipeline(
-            storage, client, presenter, policy, self._events, timing=self._timing, clock=clock
+            storage,
+            client,
+            presenter,
+            policy,
+            self._events,
+            self.watch,
+            timing=self._timing,
+            clock=clock,
         )
-        # Repeated asks (see ``_ask_key``): being reserved now, and recently reserved (monotonic).
-        self._asking: set[tuple[Any, ...]] = set()
-        self._recent_asks: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+        self._repeats = RepeatGuard(self._timing.repeat_window)
 
     @property
     def closing(self) -> bool:
@@ -167,48 +187,18 @@ class JobService:
         # invisible characters neither count as a prompt nor reach RunComfy
         spec = replace(spec, prompt=clean_text(spec.prompt).strip())
         api = validated(spec)
-        ask = self._ask_key(spec, who)
-        if ask is not None:
-            self._prune_asks()
-            if ask in self._asking or ask in self._recent_asks:
-                log.info("user %s: repeated request %s refused", who.user_id, ask[:2])
-                raise RepeatedRequest(FORM_ALREADY_SENT) if spec.form_id else RepeatedRequest()
-            self._asking.add(ask)
-        try:
-            reservation = await self._reserve(spec, who, api)
-        finally:
-            if ask is not None:
-                self._asking.discard(ask)
-        if ask is not None:
-            self._recent_asks[ask] = time.monotonic()
-        return reservation
-
-    @staticmethod
-    def _ask_key(spec: JobSpec, who: Requester) -> tuple[Any, ...] | None:
-        """What makes two asks "the same" (a double click on Re-roll, a modal sent twice).
-
-        A form's own id decides for it; the database refuses a second job from it for good.
-        """
-        if spec.form_id is not None:
-            return ("form", spec.form_id)
-        if spec.parent_job_id is None:
-            return None  # a typed command: Discord sends each one once
-        return (who.user_id, spec.parent_job_id, spec.kind, spec.prompt)
-
-    def _prune_asks(self) -> None:
-        cutoff = time.monotonic() - self._timing.repeat_window
-        recent = self._recent_asks
-        while recent and next(iter(recent.values())) < cutoff:
-            recent.popitem(last=False)
+        with self._repeats.once(spec, who):
+            return await self._reserve(spec, who, api)
 
     async def _reserve(self, spec: JobSpec, who: Requester, api: Any) -> Reservation:
         policy = await self._policy.policy(who.guild_id) if who.guild_id is not None else None
         # What is in flight and when the member last asked: from the database, the one record
         # (the reservation below checks the in-flight limit again, atomically).
         in_flight = await self.in_flight(who.user_id, who.guild_id)
-        last_job_at = None
+        last_job_at = cooldown = None
         if policy is not None and policy.cooldown_seconds > 0 and not who.is_moderator:
             last_job_at = await self._storage.jobs.last_created_at(who.user_id, who.guild_id)
+            cooldown = timedelta(seconds=policy.cooldown_seconds)
         context = _context(
             who, prompt=spec.prompt, safety=spec.safety, in_flight=in_flight, last=last_job_at
         )
@@ -227,6 +217,7 @@ class JobService:
             rng=self._rng,
             safety_chosen=spec.safety is not None,
         )
+        self.watch.admit()  # RunComfy keeps failing: refused before anything is charged
         try:
             job = await self._storage.jobs.create_reserved(
                 NewJob(
@@ -245,10 +236,15 @@ class JobService:
                 ),
                 role_ids=who.role_ids,
                 max_in_flight=decision.policy.max_jobs_in_flight or None,
+                cooldown=cooldown,  # again, atomically: asks at once cannot slip past it
             )
+        except CoolingDownError as err:
+            assert cooldown is not None
+            raise CoolingDown(err.last_at + cooldown, int(cooldown.total_seconds())) from None
         except FormAlreadySentError as sent:
             log.info("user %s: form sent again (job %s); refused", who.user_id, sent.job_id)
             raise RepeatedRequest(FORM_ALREADY_SENT) from None
+        self.watch.reserved(job)
         log.info(
             "job %s: reserved (%s, %d credits, user %s, guild %s)",
             job.id,
@@ -358,7 +354,7 @@ class JobService:
                     job.id, JobState.FAILED, BEFORE_SUBMIT, error=NEVER_ACKNOWLEDGED
                 )
                 if failed is not None:
-                    await pipeline.ended(failed)  # the log; the member never saw it
+                    await pipeline.withdraw(failed)
                 counts["never acknowledged"] += 1
             elif job.state == JobState.AWAITING_APPROVAL:
                 counts["held"] += 1

@@ -23,8 +23,10 @@ from client.errors import (
 from client.models import JobState as ApiState
 from client.models import JobStatus as ApiStatus
 from client.retry import is_retryable
+from services.jobs.notes import late_submit, moved_note, timeout_reason
+from services.jobs.outage import ApiWatch
 from services.jobs.request import JobRequest
-from services.jobs.runcomfy import cancel_quietly, download, reason_for
+from services.jobs.runcomfy import cancel_quietly, download
 from services.jobs.running import RunningJob, RunningJobs
 from services.jobs.types import JobEvents, JobPresenter, Progress
 from services.policy import PolicyService
@@ -57,6 +59,7 @@ class JobPipeline:
         presenter: JobPresenter,
         policy: PolicyService,
         events: JobEvents,
+        watch: ApiWatch,
         *,
         timing: JobTiming,
         clock: Callable[[], datetime],
@@ -66,6 +69,7 @@ class JobPipeline:
         self._presenter = presenter
         self._policy = policy
         self._events = events
+        self._watch = watch  # outages, the circuit breaker, metrics
         self._timing = timing
         self._clock = clock
         self.running = RunningJobs()
@@ -87,7 +91,9 @@ class JobPipeline:
         """Shutdown: let submits on the wire record their request_id, stop everything else."""
         self.closing = True
         if self._submits:
-            await asyncio.wait(list(self._submits), timeout=self._timing.submit_grace)
+            _, late = await asyncio.wait(list(self._submits), timeout=self._timing.submit_grace)
+            for submit in late:  # still on the wire: the next start fails and refunds it
+                submit.add_done_callback(late_submit)
         tasks: list[asyncio.Task[None]] = list(self._retries)
         for running in self.running:
             if running.retry is not None:
@@ -115,7 +121,12 @@ class JobPipeline:
             raise
         except Exception:
             log.exception("job %s: unexpected error", job.id)
-            await self.fail(job.id, f"Something went wrong on our side (job `{job.id}`).")
+            current = await self.current(job)
+            if current.state in DELIVERABLE:
+                # A result exists: never fail or refund it; post it later (or at the next start).
+                self._postpone(current, running)
+            else:
+                await self.fail(job.id, f"Something went wrong on our side (job `{job.id}`).")
         finally:
             if running.task is asyncio.current_task():
                 running.task = None
@@ -145,10 +156,12 @@ class JobPipeline:
         except SubmitOutcomeUnknownError as err:
             running.submitted.set()
             log.warning("job %s: the submit's outcome is unknown (%s)", job.id, err)
+            self._watch.failed(job, err, submit=True)
             return await self._fail_or_current(job, SUBMIT_UNKNOWN)
         except RunComfyError as err:
             running.submitted.set()
-            return await self._fail_or_current(job, reason_for(err))
+            return await self._fail_or_current(job, self._watch.failed(job, err, submit=True))
+        self._watch.submitted()
         try:
             request_id = running.handle.request_id
             stored = await self.transition(
@@ -210,12 +223,13 @@ class JobPipeline:
                 return await self._give_up(job)
             except RunComfyError as err:
                 if not is_retryable(err):  # not found, auth, failed, unexpected answers
-                    return await self._fail_or_current(job, reason_for(err))
+                    return await self._fail_or_current(job, self._watch.failed(job, err))
                 # Transient trouble the client gave up on: the job may well still run.
                 if loop.time() >= deadline:
                     return await self._give_up(job)
                 log.warning("job %s: RunComfy trouble (%s); still following", job.id, err)
                 await asyncio.sleep(min(FOLLOW_PAUSE, max(0.0, deadline - loop.time())))
+        self._watch.recovered()
         if not urls:
             return await self._fail_or_current(job, "RunComfy finished without any image.")
         done = await self.transition(job.id, JobState.COMPLETED, FOLLOWING, result_urls=urls)
@@ -229,13 +243,8 @@ class JobPipeline:
 
     async def _give_up(self, job: Job) -> Job:
         """The job's deadline passed: cancel it at RunComfy where possible, fail and refund."""
-        minutes = self._timing.job_timeout / 60
-        took = f"{minutes:g} minutes" if minutes >= 1 else f"{self._timing.job_timeout:g} s"
-        if await cancel_quietly(self._client, job):
-            reason = f"RunComfy didn't finish this job within {took}, so it was cancelled there."
-        else:
-            reason = f"RunComfy didn't finish this job within {took}, so the bot gave up on it."
-        return await self._fail_or_current(job, reason)
+        cancelled = await cancel_quietly(self._client, job)
+        return await self._fail_or_current(job, timeout_reason(self._timing.job_timeout, cancelled))
 
     # -- gate and deliver ---------------------------------------------------------------------
 
@@ -362,6 +371,14 @@ class JobPipeline:
             log.exception("job %s: could not show the outcome", job.id)
         await self.ended(job)
 
+    async def withdraw(self, job: Job) -> None:
+        """A job that may never have been shown ended: say so where it was shown, if anywhere."""
+        try:
+            await self._presenter.withdraw(job)
+        except Exception:
+            log.exception("job %s: could not withdraw its status message", job.id)
+        await self.ended(job)
+
     async def ended(self, job: Job) -> None:
         """Tell the moderators' log that ``job`` ended; its trouble is never the job's."""
         try:
@@ -377,12 +394,6 @@ class JobPipeline:
     ) -> Job | None:
         moved = await self._storage.jobs.transition(job_id, to, expected=expected, **fields)
         if moved is not None:
-            suffix = ""
-            if to == JobState.FAILED and moved.error:
-                suffix = f" ({moved.error})"
-            elif to == JobState.SUBMITTED:
-                suffix = f" (RunComfy request {moved.request_id})"
-            elif to == JobState.DELIVERED:
-                suffix = f" ({moved.committed} credits committed)"
-            log.info("job %s: -> %s%s", job_id, to.value, suffix)
+            self._watch.moved(moved)
+            log.info("job %s: -> %s%s", job_id, to.value, moved_note(moved))
         return moved

@@ -7,13 +7,25 @@ import logging
 from collections.abc import Sequence
 
 from client import RunComfyClient
-from client.errors import JobFailedError, RunComfyError
+from client.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    InsufficientBalanceError,
+    JobFailedError,
+    RateLimitedError,
+    RunComfyError,
+    ServerError,
+    UnexpectedResponseError,
+)
 from client.models import CancelOutcome, DownloadedImage
 from storage.models import Job
 
 log = logging.getLogger("services.jobs")
 
 DOWNLOAD_LIMIT = 64 * 2**20
+# An outage (bad token, no balance, RunComfy unreachable or down) is the operator's business:
+# members get this, and the presenter adds that their credits are back.
+OUTAGE_REASON = "The image service isn't available right now."
 
 
 async def download(
@@ -54,4 +66,10 @@ def reason_for(err: RunComfyError) -> str:
     """What to tell the member about an API error (never the raw body)."""
     if isinstance(err, JobFailedError):
         return f"RunComfy could not make this image ({err.message})."
+    if isinstance(
+        err, APIConnectionError | AuthenticationError | InsufficientBalanceError | ServerError
+    ):
+        return OUTAGE_REASON  # never the message: it names hosts and sockets
+    if isinstance(err, RateLimitedError | UnexpectedResponseError):
+        return "The image service had a problem with this job."
     return f"RunComfy error: {err.message}."

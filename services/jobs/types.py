@@ -104,6 +104,10 @@ class JobPresenter(Protocol):
     async def show_outcome(self, job: Job) -> None:
         """The job ended without a result (CANCELLED / FAILED / REJECTED; ``job.error`` why)."""
 
+    async def withdraw(self, job: Job) -> None:
+        """A job whose acknowledgement may never have reached Discord ended: if Discord has its
+        status message, show the outcome there; post nothing else."""
+
 
 class JobEvents(Protocol):
     """What the moderators' log hears of jobs (the engine calls these; they must not raise)."""

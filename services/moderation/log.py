@@ -18,6 +18,7 @@ from typing import Any
 
 from client import RunComfyClient
 from services.jobs import JobSpec, Requester
+from services.jobs.outage import Outage
 from services.jobs.runcomfy import download
 from services.locks import KeyedLocks
 from services.moderation.types import (
@@ -106,6 +107,21 @@ class ModLog:
             log.warning("job %s: could not post to the moderators' log (%s)", job.id, err)
         except Exception:
             log.exception("job %s: moderators' log entry failed", job.id)
+
+    def outage(self, guild_id: int, outage: Outage) -> None:
+        """RunComfy is failing: tell this server's moderators (once per incident; the engine
+        decides when)."""
+        self.spawn(self._log_outage(guild_id, outage), name=f"modlog-outage-{guild_id}")
+
+    async def _log_outage(self, guild_id: int, outage: Outage) -> None:
+        try:
+            channel_id = (await self._policy.policy(guild_id)).log_channel_id
+            if channel_id is not None:
+                await self._sink.post_outage(channel_id, guild_id, outage)
+        except LogUnavailable as err:
+            log.warning("guild %s: could not post the outage notice (%s)", guild_id, err)
+        except Exception:
+            log.exception("guild %s: the outage notice failed", guild_id)
 
     def refused(self, spec: JobSpec, who: Requester, refusal: PolicyRefusal) -> None:
         """A refused request: blocked prompts go to the log (nothing else does)."""

@@ -9,11 +9,14 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from client.models import DownloadedImage
 from services.errors import NotAllowed, StudioError
 from storage.models import Job, JobKind, JobState
+
+if TYPE_CHECKING:
+    from services.jobs.outage import Outage
 
 REJECTED_ERROR = "Not approved by a moderator."
 CLOSE_GRACE = 2.0  # seconds shutdown waits for log entries being posted
@@ -154,3 +157,6 @@ class ModLogSink(Protocol):
 
     async def remove_result(self, job: Job) -> bool:
         """Delete the job's public result message; False if it was already gone."""
+
+    async def post_outage(self, channel_id: int, guild_id: int, outage: Outage) -> int:
+        """Post that RunComfy is failing (one per incident and server); returns the message id."""
