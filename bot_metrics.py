@@ -29,8 +29,7 @@ async def healthy(bot: StudioBot) -> tuple[bool, str]:
     if not bot.is_ready() or bot.is_closed() or not math.isfinite(bot.latency):
         return False, "gateway not connected"
     try:
-        # a trivial query: a job that cannot exist
-        await asyncio.wait_for(bot.storage.jobs.get("healthz"), timeout=HEALTH_DB_TIMEOUT)
+        await asyncio.wait_for(bot.storage.ping(), timeout=HEALTH_DB_TIMEOUT)
     except Exception as err:
         return False, f"database not answering ({type(err).__name__})"
     return True, "ok"

@@ -41,7 +41,6 @@ class Services:
     presenter: DiscordPresenter
     modlog_sink: DiscordModLog
     metrics: Metrics
-    breaker: CircuitBreaker
     timings: TimingKeeper
 
 
@@ -81,6 +80,4 @@ def wire(
     metrics.count_in_flight(jobs.active_count)
     moderation = ModerationService(storage, jobs, policy, admin, modlog, sink)
     timings = TimingKeeper(storage, runcomfy)  # learned job durations, kept in the database
-    return Services(
-        policy, admin, jobs, moderation, pacing, presenter, sink, metrics, breaker, timings
-    )
+    return Services(policy, admin, jobs, moderation, pacing, presenter, sink, metrics, timings)

@@ -35,6 +35,10 @@ class Storage:
         self.policy = PolicyStore(db, clock)
         self.estimates = EstimateStore(db, clock)  # job durations the client learned
 
+    async def ping(self) -> None:
+        """One trivial query: the database thread answers (for health checks)."""
+        await self._db.query(lambda conn: conn.execute("SELECT 1").fetchone())
+
     async def integrity_check(self) -> list[str]:
         """SQLite's own check of the file plus foreign keys; [] when all is well."""
         return await self._db.read(integrity_problems)
