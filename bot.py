@@ -39,7 +39,9 @@ from dotenv import load_dotenv
 from bot_metrics import serve_metrics
 from bot_startup import StartupError, invite_url, login_within, run_check, setup_logging
 from client import RunComfyClient
+from cogs.i18n import fingerprint as catalogs_fingerprint
 from cogs.render import NO_MENTIONS
+from cogs.translator import StudioTranslator
 from cogs.tree import StudioTree
 from cogs.wiring import Services, wire
 from services.metrics import Metrics
@@ -111,6 +113,7 @@ class StudioBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.answered.set()
+        await self.tree.set_translator(StudioTranslator())  # before any sync or hash
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:
@@ -135,6 +138,7 @@ class StudioBot(commands.Bot):
                 "application": self.application_id,
                 "guild": self.settings.guild_id,
                 "commands": definitions,
+                "translations": catalogs_fingerprint(),  # a changed translation re-syncs
             },
             sort_keys=True,
             default=str,

@@ -2,9 +2,10 @@
 
 Discord shows the group only to members with Manage Server by default, but a server's admins can
 override that in Integrations, so every call is checked again here (``interaction_check``). Each
-subcommand calls ``AdminService``, words what it returns (cogs/admin_render.py) and sends it with
-``reply``: ephemeral, user text escaped, mentioning nobody. A refused change raises a typed error,
-which the tree's one handler answers (cogs/tree.py), the same way.
+subcommand calls ``AdminService``, words what it returns in the server's preferred language
+(cogs/admin_render.py) and sends it with ``reply``: ephemeral, user text escaped, mentioning
+nobody. A refused change raises a typed error, which the tree's one handler answers
+(cogs/tree.py), the same way. The ``quota`` subgroup lives in cogs/admin_quota.py.
 
 Channel options take text, announcement, voice and stage channels, forums and threads (forum posts
 included), resolved from the interaction itself: a thread the bot has not cached still works.
@@ -12,50 +13,40 @@ included), resolved from the interaction itself: a thread the bot has not cached
 
 from __future__ import annotations
 
-import io
 import logging
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.admin_listings import blocklist_listing, long_reply, pending_listing
 from cogs.admin_options import (
     MAX_DURATION_TEXT,
     NotAnAdmin,
     StudioChannel,
     guild_of,
     has_manage_guild,
-    option_role_ids,
+    speech,
 )
+from cogs.admin_quota import QuotaCommands
 from cogs.admin_render import (
-    Listing,
     approval_text,
-    ban_text,
+    banned_text,
     block_text,
-    blocklist_listing,
-    channels_text,
     cooldown_text,
-    daily_cap_text,
-    default_credits_text,
     dms_text,
     in_flight_text,
-    ledger_listing,
     log_channel_text,
-    pending_listing,
-    roles_text,
     safety_text,
     settings_embed,
-    split_long,
     stats_embed,
+    where_text,
+    who_text,
 )
 from cogs.inputs import studio
-from cogs.render import plural
 from cogs.tree import reply
 from services.admin import (
     MAX_COOLDOWN_SECONDS,
-    MAX_CREDITS,
-    MAX_DAILY_CAP,
-    MAX_GRANT,
     MAX_IN_FLIGHT,
     MAX_REASON_LENGTH,
     AdminService,
@@ -65,19 +56,13 @@ from services.blocklist import MAX_PATTERN_LENGTH
 log = logging.getLogger(__name__)
 
 
-async def long_reply(interaction: discord.Interaction, listing: Listing, filename: str) -> None:
-    """A list that may not fit one message: the start inline, the whole list as a text file."""
-    text, whole = split_long(*listing)
-    if whole is None:
-        await reply(interaction, text)
-        return
-    await reply(interaction, text, file=discord.File(io.BytesIO(whole.encode()), filename))
-
-
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio settings"):
-    """The ``/admin`` group. Subgroups are class attributes, which GroupCog nests under it."""
+class AdminCog(
+    QuotaCommands, commands.GroupCog, group_name="admin", group_description="Studio settings"
+):
+    """The ``/admin`` group. Subgroups are class attributes (here and in the mixins), which
+    GroupCog nests under it."""
 
     def __init__(self, admin: AdminService) -> None:
         self.admin = admin
@@ -102,7 +87,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @app_commands.describe(channel="The channel to allow")
     async def channels_add(self, interaction: discord.Interaction, channel: StudioChannel) -> None:
         policy = await self.admin.allow_channel(guild_of(interaction), channel.id)
-        await reply(interaction, f"The studio now works in {channels_text(policy)}.")
+        await reply(interaction, where_text(speech(interaction), policy, changed=True))
 
     @channels.command(name="remove", description="Stop allowing the studio in a channel")
     @app_commands.describe(channel="The channel to remove")
@@ -110,18 +95,20 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self, interaction: discord.Interaction, channel: StudioChannel
     ) -> None:
         policy = await self.admin.disallow_channel(guild_of(interaction), channel.id)
-        text = f"Removed {channel.mention}. The studio now works in {channels_text(policy)}."
-        await reply(interaction, text)
+        t = speech(interaction)
+        removed = t("Removed {channel}.", channel=channel.mention)
+        await reply(interaction, f"{removed} {where_text(t, policy, changed=True)}")
 
     @channels.command(name="clear", description="Allow the studio in every channel")
     async def channels_clear(self, interaction: discord.Interaction) -> None:
         await self.admin.clear_channels(guild_of(interaction))
-        await reply(interaction, "The studio now works in every channel.")
+        t = speech(interaction)
+        await reply(interaction, t("The studio now works in every channel."))
 
     @channels.command(name="list", description="Show where the studio may be used")
     async def channels_list(self, interaction: discord.Interaction) -> None:
         policy = await self.admin.policy(guild_of(interaction))
-        await reply(interaction, f"The studio works in {channels_text(policy)}.")
+        await reply(interaction, where_text(speech(interaction), policy, changed=False))
 
     # -- roles --------------------------------------------------------------------------------
 
@@ -131,111 +118,26 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
     @app_commands.describe(role="The role to allow")
     async def roles_add(self, interaction: discord.Interaction, role: discord.Role) -> None:
         policy = await self.admin.allow_role(guild_of(interaction), role.id)
-        await reply(interaction, f"The studio is now for {roles_text(policy)}.")
+        await reply(interaction, who_text(speech(interaction), policy, changed=True))
 
     @roles.command(name="remove", description="Stop allowing a role")
     @app_commands.describe(role="The role to remove")
     async def roles_remove(self, interaction: discord.Interaction, role: discord.Role) -> None:
         policy = await self.admin.disallow_role(guild_of(interaction), role.id)
-        text = f"Removed {role.mention}. The studio is now for {roles_text(policy)}."
-        await reply(interaction, text)
+        t = speech(interaction)
+        removed = t("Removed {role}.", role=role.mention)
+        await reply(interaction, f"{removed} {who_text(t, policy, changed=True)}")
 
     @roles.command(name="clear", description="Let everyone use the studio")
     async def roles_clear(self, interaction: discord.Interaction) -> None:
         await self.admin.clear_roles(guild_of(interaction))
-        await reply(interaction, "The studio is now for everyone.")
+        t = speech(interaction)
+        await reply(interaction, t("The studio is now for everyone."))
 
     @roles.command(name="list", description="Show who may use the studio")
     async def roles_list(self, interaction: discord.Interaction) -> None:
         policy = await self.admin.policy(guild_of(interaction))
-        await reply(interaction, f"The studio is for {roles_text(policy)}.")
-
-    # -- quota --------------------------------------------------------------------------------
-
-    quota = app_commands.Group(name="quota", description="Daily credits")
-
-    @quota.command(name="default", description="Daily credits per member in this server")
-    @app_commands.describe(credits="Credits a day; leave empty to use the bot's default")
-    async def quota_default(
-        self,
-        interaction: discord.Interaction,
-        credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
-    ) -> None:
-        policy = await self.admin.set_default_credits(guild_of(interaction), credits)
-        await reply(interaction, default_credits_text(policy))
-
-    @quota.command(name="cap", description="Credits the whole server may spend a day")
-    @app_commands.describe(credits="Credits a day for everyone together; leave empty for no cap")
-    async def quota_cap(
-        self,
-        interaction: discord.Interaction,
-        credits: app_commands.Range[int, 0, MAX_DAILY_CAP] | None = None,
-    ) -> None:
-        policy = await self.admin.set_daily_cap(guild_of(interaction), credits)
-        await reply(interaction, daily_cap_text(policy))
-
-    @quota.command(name="tier", description="Daily credits for members with a role")
-    @app_commands.describe(role="The role", credits="Credits a day for its members")
-    async def quota_tier(
-        self,
-        interaction: discord.Interaction,
-        role: discord.Role,
-        credits: app_commands.Range[int, 0, MAX_CREDITS],
-    ) -> None:
-        await self.admin.set_role_tier(guild_of(interaction), role.id, credits)
-        text = f"Members with {role.mention} now get {plural(credits, 'credit')} a day"
-        await reply(interaction, text + " (the best tier a member has counts).")
-
-    @quota.command(name="tier-remove", description="Remove a role's credit tier")
-    @app_commands.describe(role="The role")
-    async def quota_tier_remove(self, interaction: discord.Interaction, role: discord.Role) -> None:
-        await self.admin.remove_role_tier(guild_of(interaction), role.id)
-        await reply(interaction, f"{role.mention} no longer has a credit tier.")
-
-    @quota.command(name="override", description="A member's own daily credits, above any tier")
-    @app_commands.describe(member="The member", credits="Credits a day; leave empty to clear")
-    async def quota_override(
-        self,
-        interaction: discord.Interaction,
-        member: discord.User,
-        credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
-    ) -> None:
-        await self.admin.set_user_override(guild_of(interaction), member.id, credits)
-        if credits is None:
-            text = f"{member.mention} is back to the server's usual daily credits."
-        else:
-            text = f"{member.mention} now gets {plural(credits, 'credit')} a day."
-        await reply(interaction, text)
-
-    @quota.command(name="grant", description="Give a member extra credits for today")
-    @app_commands.describe(member="The member", amount="Extra credits", reason="Why (optional)")
-    async def quota_grant(
-        self,
-        interaction: discord.Interaction,
-        member: discord.User,
-        amount: app_commands.Range[int, 1, MAX_GRANT],
-        reason: app_commands.Range[str, 1, MAX_REASON_LENGTH] | None = None,
-    ) -> None:
-        await self.admin.grant(
-            guild_of(interaction), member.id, amount, actor_id=interaction.user.id, reason=reason
-        )
-        extra = plural(amount, "extra credit")
-        await reply(interaction, f"Gave {member.mention} {extra} for today.")
-
-    @quota.command(name="reset", description="Give a member back everything they used today")
-    @app_commands.describe(member="The member")
-    async def quota_reset(self, interaction: discord.Interaction, member: discord.User) -> None:
-        await self.admin.reset_day(guild_of(interaction), member.id, actor_id=interaction.user.id)
-        text = f"Reset {member.mention}'s day: today's usage no longer counts."
-        await reply(interaction, text)
-
-    @quota.command(name="ledger", description="A member's credits today and recent ledger")
-    @app_commands.describe(member="The member")
-    async def quota_ledger(self, interaction: discord.Interaction, member: discord.User) -> None:
-        report = await self.admin.ledger_report(
-            guild_of(interaction), member.id, role_ids=option_role_ids(interaction, member.id)
-        )
-        await long_reply(interaction, ledger_listing(report), "ledger.txt")
+        await reply(interaction, who_text(speech(interaction), policy, changed=False))
 
     # -- safety and blocklist -----------------------------------------------------------------
 
@@ -258,7 +160,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
             )
         else:
             policy = await self.admin.policy(guild_id)
-        await reply(interaction, safety_text(policy, changed=changed))
+        await reply(interaction, safety_text(speech(interaction), policy, changed=changed))
 
     blocklist = app_commands.Group(name="blocklist", description="Words and patterns refused")
 
@@ -279,7 +181,8 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         entry = await self.admin.add_block(
             guild_of(interaction), pattern, is_regex=regex, actor_id=interaction.user.id
         )
-        await reply(interaction, f"Added blocklist entry {block_text(entry)}.")
+        t = speech(interaction)
+        await reply(interaction, t("Added blocklist entry {entry}.", entry=block_text(t, entry)))
 
     @blocklist.command(name="remove", description="Remove a blocklist entry by its number")
     @app_commands.describe(entry="The entry's number, as shown by /admin blocklist list")
@@ -287,12 +190,15 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self, interaction: discord.Interaction, entry: app_commands.Range[int, 1]
     ) -> None:
         await self.admin.remove_block(guild_of(interaction), entry)
-        await reply(interaction, f"Removed blocklist entry #{entry}.")
+        t = speech(interaction)
+        # str: an entry's number is a name, never written "1,234"
+        await reply(interaction, t("Removed blocklist entry #{number}.", number=str(entry)))
 
     @blocklist.command(name="list", description="Show the blocklist")
     async def blocklist_list(self, interaction: discord.Interaction) -> None:
         report = await self.admin.blocklist_report(guild_of(interaction))
-        await long_reply(interaction, blocklist_listing(report), "blocklist.txt")
+        t = speech(interaction)
+        await long_reply(t, interaction, blocklist_listing(t, report), "blocklist.txt")
 
     # -- moderation and limits ----------------------------------------------------------------
 
@@ -304,7 +210,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         guild_id = guild_of(interaction)
         policy = await self.admin.set_log_channel(guild_id, channel.id if channel else None)
         studio(interaction).moderation.settings_changed(guild_id)
-        await reply(interaction, log_channel_text(policy))
+        await reply(interaction, log_channel_text(speech(interaction), policy))
 
     @app_commands.command(name="approval", description="Hold results for a moderator's approval")
     @app_commands.describe(enabled="On: results go to the log channel first")
@@ -312,7 +218,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         guild_id = guild_of(interaction)
         policy = await self.admin.set_approval(guild_id, enabled)
         studio(interaction).moderation.settings_changed(guild_id)
-        await reply(interaction, approval_text(policy))
+        await reply(interaction, approval_text(speech(interaction), policy))
 
     @app_commands.command(name="cooldown", description="Seconds between a member's jobs")
     @app_commands.describe(seconds="0 for no cooldown (moderators never wait)")
@@ -322,7 +228,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         seconds: app_commands.Range[int, 0, MAX_COOLDOWN_SECONDS],
     ) -> None:
         policy = await self.admin.set_cooldown(guild_of(interaction), seconds)
-        await reply(interaction, cooldown_text(policy))
+        await reply(interaction, cooldown_text(speech(interaction), policy))
 
     @app_commands.command(name="max-in-flight", description="Jobs a member may have running")
     @app_commands.describe(jobs="Unfinished jobs per member at a time")
@@ -330,13 +236,13 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         self, interaction: discord.Interaction, jobs: app_commands.Range[int, 1, MAX_IN_FLIGHT]
     ) -> None:
         policy = await self.admin.set_max_in_flight(guild_of(interaction), jobs)
-        await reply(interaction, in_flight_text(policy))
+        await reply(interaction, in_flight_text(speech(interaction), policy))
 
     @app_commands.command(name="dms", description="Whether the bot may DM this server's members")
     @app_commands.describe(enabled="On: members are told by DM when a result is rejected")
     async def dms(self, interaction: discord.Interaction, enabled: bool) -> None:
         policy = await self.admin.set_dms(guild_of(interaction), enabled)
-        await reply(interaction, dms_text(policy))
+        await reply(interaction, dms_text(speech(interaction), policy))
 
     @app_commands.command(name="ban", description="Ban a member from the studio")
     @app_commands.describe(
@@ -358,20 +264,21 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
             reason=reason,
             duration=duration,
         )
-        await reply(interaction, f"Banned {ban_text(ban)}.")
+        await reply(interaction, banned_text(speech(interaction), ban))
 
     @app_commands.command(name="unban", description="Lift a member's studio ban")
     @app_commands.describe(member="The member")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         await self.admin.unban(guild_of(interaction), member.id)
-        await reply(interaction, f"{member.mention} may use the studio again.")
+        t = speech(interaction)
+        await reply(interaction, t("{user} may use the studio again.", user=member.mention))
 
     # -- reports ------------------------------------------------------------------------------
 
     @app_commands.command(name="settings", description="Every studio setting at a glance")
     async def settings(self, interaction: discord.Interaction) -> None:
         summary = await self.admin.settings(guild_of(interaction))
-        await reply(interaction, embed=settings_embed(summary))
+        await reply(interaction, embed=settings_embed(speech(interaction), summary))
 
     @app_commands.command(name="pending", description="Results waiting for a moderator")
     async def pending(self, interaction: discord.Interaction) -> None:
@@ -380,12 +287,13 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Studio 
         guild_id = guild_of(interaction)
         jobs = await studio(interaction).moderation.pending(guild_id)
         log_channel = (await self.admin.policy(guild_id)).log_channel_id
-        await long_reply(interaction, pending_listing(jobs, log_channel), "pending.txt")
+        t = speech(interaction)
+        await long_reply(t, interaction, pending_listing(t, jobs, log_channel), "pending.txt")
 
     @app_commands.command(name="stats", description="Jobs, images, failures and credits")
     async def stats(self, interaction: discord.Interaction) -> None:
         report = await self.admin.stats(guild_of(interaction))
-        await reply(interaction, embed=stats_embed(report))
+        await reply(interaction, embed=stats_embed(speech(interaction), report))
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,5 +1,5 @@
-"""What ``/admin`` takes and who may use it: the channel option, a member option's roles, and
-the Manage Server check. The commands themselves: cogs/admin.py.
+"""What ``/admin`` takes and who may use it: the channel option, a member option's roles, the
+Manage Server check, and the language its answers speak. The commands: cogs/admin.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from typing import Any
 import discord
 from discord import app_commands
 
-REFUSED = "Only members with **Manage Server** can use `/admin`."
+from cogs.i18n import Speech, speech_for
+from services.wording import N_
+
+REFUSED = N_("Only members with **Manage Server** can use `/admin`.")
 MAX_DURATION_TEXT = 20  # "1w2d3h30m" and the like
 
 
@@ -50,7 +53,8 @@ StudioChannel = app_commands.Transform[
 
 
 class NotAnAdmin(app_commands.CheckFailure):
-    """Raised by the cog's check; the bot's CommandTree shows ``str()`` ephemerally."""
+    """Raised by the cog's check; the bot's CommandTree shows ``str()`` (an ``N_`` text,
+    translated there) ephemerally."""
 
     def __init__(self) -> None:
         super().__init__(REFUSED)
@@ -75,3 +79,8 @@ def has_manage_guild(interaction: discord.Interaction) -> bool:
 def guild_of(interaction: discord.Interaction) -> int:
     assert interaction.guild_id is not None  # guild_only, and checked in interaction_check
     return interaction.guild_id
+
+
+def speech(interaction: discord.Interaction) -> Speech:
+    """/admin speaks the server's preferred language: its answers are for the moderators."""
+    return speech_for(interaction.guild_locale)

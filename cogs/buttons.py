@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ import discord
 from client.errors import RunComfyError
 from client.models import MAX_PROMPT_LENGTH
 from cogs.answers import LateDefer, guarded, handling, within_budget
+from cogs.i18n import Speech, speech_for
 from cogs.inputs import (
     check_age_restriction,
     is_image,
@@ -39,6 +41,7 @@ from cogs.tree import reply
 from services.errors import NotAllowed, StudioClosing
 from services.jobs import CancelResult, JobSpec, Progress, ensure_reusable, spec_of
 from services.moderation import ensure_not_removed
+from services.wording import N_
 from storage.models import Job, JobKind, JobState
 
 if TYPE_CHECKING:
@@ -82,17 +85,18 @@ async def _launch(bot: StudioBot, interaction: discord.Interaction, spec: SpecSo
                 await interaction.delete_original_response()
         raise
     job = reservation.job
-    content = status_text(job, Progress(JobState.RESERVED), reservation.notes)
+    t = speech_for(interaction.locale)
+    content = status_text(t, job, Progress(JobState.RESERVED), reservation.notes)
     acked = False
     try:
         if await late.settle():  # deferred: the status message replaces the placeholder
             message = await interaction.edit_original_response(
-                content=content, view=status_view(job.id), allowed_mentions=NO_MENTIONS
+                content=content, view=status_view(t, job.id), allowed_mentions=NO_MENTIONS
             )
             message_id: int | None = message.id
         else:
             response = await interaction.response.send_message(
-                content, view=status_view(job.id), allowed_mentions=NO_MENTIONS
+                content, view=status_view(t, job.id), allowed_mentions=NO_MENTIONS
             )
             message_id = getattr(response, "message_id", None)
         acked = True
@@ -134,22 +138,27 @@ def unstored(view: discord.ui.View) -> discord.ui.View:
     return view
 
 
-def status_view(job_id: str) -> discord.ui.View:
+def status_view(t: Speech, job_id: str) -> discord.ui.View:
+    """A status message's buttons (Cancel), labelled in ``t``: the requester's language."""
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(CancelButton(job_id, t=t))
     return unstored(view)
 
 
-def result_view(job_id: str) -> discord.ui.View:
+def result_view(t: Speech, job_id: str) -> discord.ui.View:
+    """A result's buttons (Re-roll, Edit, Delete), labelled in ``t``."""
     view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job_id))
-    view.add_item(EditButton(job_id))
-    view.add_item(DeleteButton(job_id))
+    view.add_item(RerollButton(job_id, t=t))
+    view.add_item(EditButton(job_id, t=t))
+    view.add_item(DeleteButton(job_id, t=t))
     return unstored(view)
 
 
 class _JobButton(StudioButton, template=r"studio:_:" + JOB_ID):
-    """A button on a job's status or result message: its target is the job."""
+    """A button on a job's status or result message: its target is the job.
+
+    ``label`` is an ``N_`` text: the views pass ``t=`` so it shows in the message's language.
+    """
 
     prefix = "studio"
     subject = "job"
@@ -161,12 +170,13 @@ class _JobButton(StudioButton, template=r"studio:_:" + JOB_ID):
 
 class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
     action = "cancel"
-    label = "Cancel"
+    label = N_("Cancel")
     style = discord.ButtonStyle.danger
 
     async def run(self, interaction: discord.Interaction) -> None:
         # Acknowledge first: cancelling may wait on RunComfy's answer.
         await interaction.response.defer()
+        t = speech_for(interaction.locale)
         try:
             result = await studio(interaction).jobs.cancel(
                 self.job_id,
@@ -178,26 +188,30 @@ class CancelButton(_JobButton, template=r"studio:cancel:" + JOB_ID):
             log.warning("job %s: cancel failed: %s", self.job_id, err)
             await reply(
                 interaction,
-                "RunComfy didn't answer the cancel request, so the job carries on."
-                " Try again in a moment.",
+                t(
+                    "RunComfy didn't answer the cancel request, so the job carries on."
+                    " Try again in a moment."
+                ),
             )
             return
         if result is CancelResult.CANCELLED:
             return  # the status message itself now says "Cancelled" and that the credits are back
-        text = {
-            CancelResult.RUNNING: (
-                "Sorry, this job is already being generated and can't be stopped now."
-                " It will finish shortly."
-            ),
-            CancelResult.FINISHED: "This job has already finished.",
-            CancelResult.PENDING: "This job is being sent right now; try again in a moment.",
-        }[result]
-        await reply(interaction, text)
+        await reply(interaction, t(_NOT_CANCELLED[result]))
+
+
+_NOT_CANCELLED = {
+    CancelResult.RUNNING: N_(
+        "Sorry, this job is already being generated and can't be stopped now."
+        " It will finish shortly."
+    ),
+    CancelResult.FINISHED: N_("This job has already finished."),
+    CancelResult.PENDING: N_("This job is being sent right now; try again in a moment."),
+}
 
 
 class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):
     action = "reroll"
-    label = "Re-roll"
+    label = N_("Re-roll")
     style = discord.ButtonStyle.primary
     emoji = "🎲"
 
@@ -213,7 +227,7 @@ class RerollButton(_JobButton, template=r"studio:reroll:" + JOB_ID):
 
 class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
     action = "edit"
-    label = "Edit"
+    label = N_("Edit")
     emoji = "✏️"
 
     async def run(self, interaction: discord.Interaction) -> None:
@@ -224,15 +238,16 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
         if not urls:
             raise NotAllowed("edit", "This result has no images left to edit.")
         base = spec_of(job, kind=JobKind.EDIT, image_urls=tuple(urls), seed=None)
+        t = speech_for(interaction.locale)
         modal = PromptModal(
-            base, title="Edit this result", open_forms=studio(interaction).open_forms
+            t, base, title=t("Edit this result"), open_forms=studio(interaction).open_forms
         )
         await interaction.response.send_modal(modal)
 
 
 class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
     action = "delete"
-    label = "Delete"
+    label = N_("Delete")
     style = discord.ButtonStyle.danger
     emoji = "🗑️"
 
@@ -271,8 +286,9 @@ def _shows_job(message: discord.Message | None, job: Job) -> bool:
         return False
     if message.id in (job.status_message_id, job.result_message_id):
         return True
-    footers = (e.footer.text or "" for e in message.embeds)
-    return any(text.startswith(f"job {job.id} ") for text in footers)
+    # The footer ("job <id> · ...") is in the requester's language: look for the id itself.
+    named = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(job.id)}(?![A-Za-z0-9_-])")
+    return any(named.search(e.footer.text or "") for e in message.embeds)
 
 
 def _shown_images(message: discord.Message | None) -> list[str]:
@@ -282,6 +298,10 @@ def _shown_images(message: discord.Message | None) -> list[str]:
     return [a.url for a in message.attachments if is_image(a)]
 
 
+_PROMPT_LABEL = N_("Prompt")
+_PROMPT_PLACEHOLDER = N_("Describe the change, e.g. 'make it night time, add neon signs'")
+
+
 class PromptModal(StudioModal):
     """Asks for a prompt, then launches ``base`` with it (edits from buttons and the menu).
 
@@ -289,18 +309,26 @@ class PromptModal(StudioModal):
     came from a member's message, so their hosts and bytes are checked before any charge.
     """
 
-    prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
-        label="Prompt",
-        style=discord.TextStyle.paragraph,
-        placeholder="Describe the change, e.g. 'make it night time, add neon signs'",
-        max_length=MAX_PROMPT_LENGTH,
-        required=True,
-    )
-
     def __init__(
-        self, base: JobSpec, *, title: str, open_forms: set[str], verify: bool = False
+        self,
+        t: Speech,
+        base: JobSpec,
+        *,
+        title: str,
+        open_forms: set[str],
+        verify: bool = False,
     ) -> None:
+        """``t``: the language of the member the form is shown to; ``title`` is in it too."""
         super().__init__(title=title, prefix=PROMPT_FORM_PREFIX, open_forms=open_forms)
+        # Made per form, in the member's language (setting ``label`` later is deprecated).
+        self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+            label=t(_PROMPT_LABEL),
+            style=discord.TextStyle.paragraph,
+            placeholder=t(_PROMPT_PLACEHOLDER),
+            max_length=MAX_PROMPT_LENGTH,
+            required=True,
+        )
+        self.add_item(self.prompt)
         self.base = replace(base, form_id=self.custom_id)
         self.verify = verify
 
@@ -310,7 +338,9 @@ class PromptModal(StudioModal):
     async def _launch(self, interaction: discord.Interaction) -> None:
         async def spec() -> JobSpec:
             if self.verify:
-                images = [(f"image {i}", url) for i, url in enumerate(self.base.image_urls, 1)]
+                t = speech_for(interaction.locale)  # the names appear in a refusal
+                urls = self.base.image_urls
+                images = [(t("image {number}", number=i), u) for i, u in enumerate(urls, 1)]
                 await studio(interaction).jobs.check_images(images)
             return replace(self.base, prompt=self.prompt.value)
 

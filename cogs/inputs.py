@@ -13,12 +13,13 @@ from client.models import MAX_EDIT_IMAGES
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import Requester
 from services.jobs import may_act_on as job_rule
+from services.wording import N_
 from storage.models import Job
 
 if TYPE_CHECKING:
     from bot import StudioBot
 
-AGE_RESTRICTED_REFUSAL = (
+AGE_RESTRICTED_REFUSAL = N_(
     "Job `{job_id}` was made in an age-restricted channel, so its images can't be used or"
     " shown in a channel that isn't."
 )
@@ -32,7 +33,7 @@ def studio(interaction: discord.Interaction) -> StudioBot:
     return cast("StudioBot", interaction.client)
 
 
-FOREIGN_SERVER = (
+FOREIGN_SERVER = N_(
     "The studio isn't set up in this server (the bot isn't a member here), so it can't be used"
     " here. Nothing was charged."
 )
@@ -85,7 +86,7 @@ def age_restricted(interaction: discord.Interaction) -> bool:
 def check_age_restriction(job: Job, interaction: discord.Interaction) -> None:
     """Refuse to bring an age-restricted job's inputs or results into a normal channel."""
     if job.age_restricted_channel and not age_restricted(interaction):
-        raise NotAllowed("age_restricted", AGE_RESTRICTED_REFUSAL.format(job_id=job.id))
+        raise NotAllowed("age_restricted", AGE_RESTRICTED_REFUSAL, job_id=job.id)
 
 
 def requester(interaction: discord.Interaction) -> Requester:
@@ -110,6 +111,7 @@ def requester(interaction: discord.Interaction) -> Requester:
         token_expires_at=interaction.created_at + TOKEN_LIFETIME - TOKEN_MARGIN,
         upload_limit=interaction.filesize_limit,
         rules_channel_id=rules_channel,
+        locale=interaction.locale.value,
     )
 
 
@@ -118,16 +120,28 @@ def check_attachment(attachment: discord.Attachment, option: str) -> str:
     kind = media_type(attachment.content_type)
     name = discord.utils.escape_markdown(attachment.filename)
     if attachment.size <= 0:
-        raise InvalidInput(option, f"`{option}` ({name}) is an empty file. Nothing was charged.")
+        raise InvalidInput(
+            option,
+            "`{option}` ({name}) is an empty file. Nothing was charged.",
+            option=option,
+            name=name,
+        )
     if kind not in IMAGE_TYPES:
         raise InvalidInput(
-            option, f"`{option}` ({name}) is not a PNG, JPEG or WebP image. Nothing was charged."
+            option,
+            "`{option}` ({name}) is not a PNG, JPEG or WebP image. Nothing was charged.",
+            option=option,
+            name=name,
         )
     if attachment.size > MAX_INPUT_BYTES:
         raise InvalidInput(
             option,
-            f"`{option}` ({name}) is {attachment.size / 2**20:.1f} MiB; images up to"
-            f" {MAX_INPUT_BYTES // 2**20} MiB can be edited. Nothing was charged.",
+            "`{option}` ({name}) is {size} MiB; images up to {limit} MiB can be edited."
+            " Nothing was charged.",
+            option=option,
+            name=name,
+            size=round(attachment.size / 2**20, 1),
+            limit=MAX_INPUT_BYTES // 2**20,
         )
     return attachment.url
 
@@ -147,7 +161,8 @@ def message_images(message: discord.Message) -> list[str]:
 
 _IMAGE_LINK = re.compile(r"^https?://[^?#]+\.(?:png|jpe?g|webp)(?:[?#].*)?$", re.IGNORECASE)
 STUDIO_CUSTOM_ID = re.compile(r"^studio:[a-z]+:(?P<job_id>[A-Za-z0-9_-]{1,64})$")
-FOOTER_JOB_ID = re.compile(r"^job (?P<job_id>[A-Za-z0-9_-]{1,64})(?: ·|$)")
+# A result footer starts with "job <id>" in the reader's language: the id is its last word.
+FOOTER_JOB_ID = re.compile(r"(?:^|\s)(?P<job_id>[A-Za-z0-9_-]{1,64})$")
 
 
 def studio_job_id(message: discord.Message, bot_id: int | None) -> str | None:
@@ -160,7 +175,7 @@ def studio_job_id(message: discord.Message, bot_id: int | None) -> str | None:
             if found:
                 return found["job_id"]
     for embed in message.embeds:
-        found = FOOTER_JOB_ID.match(embed.footer.text or "")
+        found = FOOTER_JOB_ID.search((embed.footer.text or "").split(" · ")[0].strip())
         if found:
             return found["job_id"]
     return None

@@ -9,6 +9,9 @@ A rejection is private: the public status message only says the request was not 
 verdict (with the prompt) goes to the requester as an ephemeral followup on their interaction
 while its token lives, else by DM if the guild allows DMs; only if neither works is a short
 notice without the prompt posted in the channel, mentioning them.
+
+Entries speak the server's preferred language (English when the bot does not know the server);
+what the requester is told speaks theirs, kept with the job.
 """
 
 from __future__ import annotations
@@ -21,17 +24,16 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from client.models import DownloadedImage
+from cogs.i18n import Speech, speech_for
 from cogs.inputs import IMAGE_TYPES, media_type
 from cogs.modlog_buttons import BanUserButton, blocked_view, button_target, entry_view, now
+from cogs.modlog_outcomes import rejected_in_channel, rejected_notice, rejected_status
 from cogs.modlog_render import (
     blocked_entry,
     disabled_ids,
     job_entry,
     outage_entry,
     read_notes,
-    rejected_in_channel,
-    rejected_notice,
-    rejected_status,
     with_more,
     with_notes,
 )
@@ -56,6 +58,11 @@ class DiscordModLog:
         self._bot = bot
         self._presenter = presenter
         self._entries = KeyedLocks()
+
+    def _speech(self, guild_id: int | None) -> Speech:
+        """The server's preferred language, as the bot's cache knows it (else English)."""
+        guild = self._bot.get_guild(guild_id) if guild_id is not None else None
+        return speech_for(guild.preferred_locale if guild is not None else None)
 
     async def _send(self, channel_id: int, guild_id: int | None, **fields: Any) -> int:
         channel = self._bot.get_partial_messageable(channel_id, guild_id=guild_id)
@@ -83,11 +90,12 @@ class DiscordModLog:
             thumbnail = await self._result_thumbnail(job)
             if thumbnail is None and job.result_urls:
                 thumbnail = job.result_urls[0]
+        t = self._speech(job.guild_id)
         return await self._send(
             channel_id,
             job.guild_id,
-            embed=job_entry(job, thumbnail=thumbnail, age_hidden=hidden),
-            view=entry_view(job),
+            embed=job_entry(t, job, thumbnail=thumbnail, age_hidden=hidden),
+            view=entry_view(t, job),
         )
 
     async def _result_thumbnail(self, job: Job) -> str | None:
@@ -115,6 +123,7 @@ class DiscordModLog:
         guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
         fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
+        t = self._speech(job.guild_id)
         if self._hides(channel_id, job):
             # spoilered files, no embedded image: moderators choose to look
             files = [
@@ -122,26 +131,28 @@ class DiscordModLog:
                 for f in fitted
                 if f.data
             ]
-            embed = job_entry(job, age_hidden=True)
+            embed = job_entry(t, job, age_hidden=True)
         else:
             first = next((f for f in fitted if f.data), None)
             image = f"attachment://{first.filename}" if first is not None else None
             files = files_of(fitted)
-            embed = job_entry(job, image=image)
+            embed = job_entry(t, job, image=image)
         return await self._send(
-            channel_id, job.guild_id, embed=embed, files=files, view=entry_view(job)
+            channel_id, job.guild_id, embed=embed, files=files, view=entry_view(t, job)
         )
 
     async def post_blocked(self, channel_id: int, attempt: BlockedAttempt) -> int:
+        t = self._speech(attempt.guild_id)
         return await self._send(
             channel_id,
             attempt.guild_id,
-            embed=blocked_entry(attempt),
-            view=blocked_view(attempt.user_id),
+            embed=blocked_entry(t, attempt),
+            view=blocked_view(t, attempt.user_id),
         )
 
     async def post_outage(self, channel_id: int, guild_id: int, outage: Outage) -> int:
-        return await self._send(channel_id, guild_id, embed=outage_entry(outage))
+        embed = outage_entry(self._speech(guild_id), outage)
+        return await self._send(channel_id, guild_id, embed=embed)
 
     async def count_blocked(
         self, channel_id: int, message_id: int, attempt: BlockedAttempt, more: int
@@ -151,8 +162,9 @@ class DiscordModLog:
             try:
                 message = await channel.fetch_message(message_id)
                 old = message.embeds[0] if message.embeds else discord.Embed()
+                t = self._speech(attempt.guild_id)
                 await message.edit(
-                    embed=with_more(old, more, attempt.at), allowed_mentions=NO_MENTIONS
+                    embed=with_more(t, old, more, attempt.at), allowed_mentions=NO_MENTIONS
                 )
             except discord.NotFound:
                 return False
@@ -176,21 +188,22 @@ class DiscordModLog:
         allowed. Only if neither works is a short notice (no prompt) posted in the channel,
         mentioning them: they must learn their credits are back. Returns how they were told.
         """
+        t = speech_for(job.locale)  # the requester's: the status and the verdict are theirs
         try:
             await self._presenter.edit_status(
-                job, content=rejected_status(job), embed=None, view=None
+                job, content=rejected_status(t, job), embed=None, view=None
             )
         except discord.HTTPException as err:
             log.info("job %s: could not edit the status message (%s)", job.id, err)
         finally:
             self._presenter.forget(job.id)  # its last word
-        verdict = rejected_notice(job)
+        verdict = rejected_notice(t, job)
         if await self._followup(job, verdict):
             return Notice.PRIVATE
         if dm and await self._dm(job, verdict):
             return Notice.DM
         channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        await channel.send(rejected_in_channel(job), allowed_mentions=ready_mentions(job))
+        await channel.send(rejected_in_channel(t, job), allowed_mentions=ready_mentions(job))
         return Notice.CHANNEL
 
     async def _followup(self, job: Job, text: str) -> bool:
@@ -230,7 +243,8 @@ class DiscordModLog:
         the notes so far plus ``new_note``, the buttons that no longer apply disabled.
 
         One update per entry at a time, from the message as it is now (not the click's copy,
-        which misses what another moderator did a moment ago).
+        which misses what another moderator did a moment ago). In the server's language: the
+        clicker is one of its moderators.
         """
         clicked = interaction.message
         if clicked is None:
@@ -239,6 +253,7 @@ class DiscordModLog:
             # not (or no longer) the job's entry: never rewrite another message
             log.info("job %s: message %s is not its entry; left as is", job.id, clicked.id)
             return
+        t = speech_for(interaction.guild_locale)
         async with self._entries.hold(clicked.id):
             message = await self._fresh(clicked)
             old = message.embeds[0] if message.embeds else None
@@ -252,12 +267,12 @@ class DiscordModLog:
                     image = f"attachment://{attached}" if attached else old.image.url
                 elif old is not None:
                     thumbnail = old.thumbnail.url
-                embed = job_entry(job, notes=notes, thumbnail=thumbnail, image=image)
-                view = entry_view(job, disabled)
+                embed = job_entry(t, job, notes=notes, thumbnail=thumbnail, image=image)
+                view = entry_view(t, job, disabled)
             else:
-                embed = with_notes(old or discord.Embed(), notes)
+                embed = with_notes(t, old or discord.Embed(), notes)
                 user = button_target(message, BanUserButton.action)
-                view = blocked_view(int(user), disabled) if user else None
+                view = blocked_view(t, int(user), disabled) if user else None
             await interaction.edit_original_response(
                 embed=embed, view=view, allowed_mentions=NO_MENTIONS
             )

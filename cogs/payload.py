@@ -15,19 +15,22 @@ from discord import AppCommandOptionType as Opt
 from discord import app_commands
 
 from services.errors import InvalidInput
+from services.wording import N_
 
 _SUBCOMMANDS = (Opt.subcommand.value, Opt.subcommand_group.value)
-_KIND_NAMES = {
-    Opt.string: "text",
-    Opt.integer: "a whole number",
-    Opt.boolean: "true or false",
-    Opt.number: "a number",
-    Opt.user: "a member",
-    Opt.channel: "a channel",
-    Opt.role: "a role",
-    Opt.mentionable: "a member or role",
-    Opt.attachment: "a file",
+# What an option of each type must be, as whole sentences (the option's name fills {name}).
+_MUST_BE = {
+    Opt.string: N_("`{name}` must be text. Nothing was charged."),
+    Opt.integer: N_("`{name}` must be a whole number. Nothing was charged."),
+    Opt.boolean: N_("`{name}` must be true or false. Nothing was charged."),
+    Opt.number: N_("`{name}` must be a number. Nothing was charged."),
+    Opt.user: N_("`{name}` must be a member. Nothing was charged."),
+    Opt.channel: N_("`{name}` must be a channel. Nothing was charged."),
+    Opt.role: N_("`{name}` must be a role. Nothing was charged."),
+    Opt.mentionable: N_("`{name}` must be a member or role. Nothing was charged."),
+    Opt.attachment: N_("`{name}` must be a file. Nothing was charged."),
 }
+_MUST_BE_OTHER = N_("`{name}` must be something else. Nothing was charged.")
 # Where a snowflake option's object is in ``resolved`` (any one of them will do).
 _RESOLVED = {
     Opt.user: ("users",),
@@ -42,7 +45,7 @@ _TARGETS = {
 }
 
 
-OUT_OF_DATE = "This command is out of date in your Discord client; try again in a minute."
+OUT_OF_DATE = N_("This command is out of date in your Discord client; try again in a minute.")
 
 
 def check_payload(interaction: discord.Interaction) -> None:
@@ -71,8 +74,7 @@ def check_payload(interaction: discord.Interaction) -> None:
         if focused and option.get("focused"):
             continue  # half-typed text, whatever the option's type
         if not _fits(param.type, value, resolved):
-            kind = _KIND_NAMES.get(param.type, "something else")
-            raise InvalidInput(name, f"`{name}` must be {kind}. Nothing was charged.")
+            raise InvalidInput(name, _MUST_BE.get(param.type, _MUST_BE_OTHER), name=name)
 
 
 def _leaf_options(options: Any) -> Iterator[Mapping[str, Any]]:

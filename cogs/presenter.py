@@ -23,6 +23,7 @@ import discord
 
 from client.models import DownloadedImage
 from cogs.buttons import result_view, status_view
+from cogs.i18n import speech_for
 from cogs.pacing import Pacing
 from cogs.render import (
     NO_MENTIONS,
@@ -161,10 +162,11 @@ class DiscordPresenter:
         self._feeds.push(job, progress)
 
     async def _edit_progress(self, job: Job, progress: Progress) -> None:
+        t = speech_for(job.locale)
         notes = JobRequest.of(job).notes
         # Cancel is offered only while it can work: not once the job is being generated.
-        view = status_view(job.id) if progress.state in CANCELLABLE else None
-        await self.edit_status(job, content=status_text(job, progress, notes), view=view)
+        view = status_view(t, job.id) if progress.state in CANCELLABLE else None
+        await self.edit_status(job, content=status_text(t, job, progress, notes), view=view)
 
     async def show_held(self, job: Job) -> None:
         """The result waits for a moderator: say so, without the Cancel button."""
@@ -172,7 +174,9 @@ class DiscordPresenter:
         notes = JobRequest.of(job).notes
         await self.edit_status(
             job,
-            content=status_text(job, Progress(JobState.AWAITING_APPROVAL), notes),
+            content=status_text(
+                speech_for(job.locale), job, Progress(JobState.AWAITING_APPROVAL), notes
+            ),
             view=None,
         )
 
@@ -191,7 +195,7 @@ class DiscordPresenter:
         try:
             await hook.edit_message(
                 "@original",  # type: ignore[arg-type]
-                content=outcome_text(job),
+                content=outcome_text(speech_for(job.locale), job),
                 embed=None,
                 view=None,
                 allowed_mentions=NO_MENTIONS,
@@ -200,7 +204,7 @@ class DiscordPresenter:
             log.info("job %s: no status message to withdraw (%s %s)", job.id, err.status, err.code)
 
     async def _show_outcome(self, job: Job) -> None:
-        text = outcome_text(job)
+        text = outcome_text(speech_for(job.locale), job)
         try:
             message = await self.edit_status(job, content=text, embed=None, view=None)
         except discord.HTTPException as err:
@@ -259,12 +263,13 @@ class DiscordPresenter:
     async def _edit_original(
         self, hook: discord.Webhook, job: Job, fitted: Sequence[FittedImage]
     ) -> Delivery:
+        t = speech_for(job.locale)
         message = await hook.edit_message(
             "@original",  # type: ignore[arg-type]
             content=None,
-            embed=result_embed(job, fitted),
+            embed=result_embed(t, job, fitted),
             attachments=files_of(fitted),
-            view=result_view(job.id),
+            view=result_view(t, job.id),
             allowed_mentions=NO_MENTIONS,
         )
         return Delivery(message.id)
@@ -276,13 +281,14 @@ class DiscordPresenter:
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
         fitted = await fit(images, missing, stem=job.id, per_file_limit=limit)
         channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        t = speech_for(job.locale)
 
         async def send(shown: Sequence[FittedImage]) -> discord.Message:
             return await channel.send(
-                ready_text(job),
-                embed=result_embed(job, shown),
+                ready_text(t, job),
+                embed=result_embed(t, job, shown),
                 files=files_of(shown),
-                view=result_view(job.id),
+                view=result_view(t, job.id),
                 allowed_mentions=ready_mentions(job),
                 nonce=f"job-{job.id}",
             )
@@ -297,7 +303,7 @@ class DiscordPresenter:
         if job.status_message_id is not None:
             try:
                 await channel.get_partial_message(job.status_message_id).edit(
-                    content=moved_text(job), view=None, allowed_mentions=NO_MENTIONS
+                    content=moved_text(t, job), view=None, allowed_mentions=NO_MENTIONS
                 )
             except discord.HTTPException as err:
                 log.info("job %s: could not update the old status message (%s)", job.id, err)

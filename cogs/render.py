@@ -13,8 +13,10 @@ from collections.abc import Sequence
 import discord
 from discord.utils import format_dt
 
+from cogs.i18n import Speech
 from services.imagefit import FittedImage
 from services.jobs import JobRequest, Progress
+from services.wording import N_, Wording
 from storage.models import Balance, Job, JobKind, JobState
 
 NO_MENTIONS = discord.AllowedMentions.none()  # every answer and post of the cogs pings nobody
@@ -23,13 +25,13 @@ STATUS_PROMPT_CHARS = 300
 EMBED_DESCRIPTION = 4096
 
 _STATUS_LABELS = {
-    JobState.RESERVED: "Starting",
-    JobState.SUBMITTING: "Sending to RunComfy",
-    JobState.SUBMITTED: "Sent to RunComfy",
-    JobState.QUEUED: "In the queue",
-    JobState.RUNNING: "Generating",
-    JobState.COMPLETED: "Finishing",
-    JobState.AWAITING_APPROVAL: "Waiting for a moderator's approval",
+    JobState.RESERVED: N_("Starting"),
+    JobState.SUBMITTING: N_("Sending to RunComfy"),
+    JobState.SUBMITTED: N_("Sent to RunComfy"),
+    JobState.QUEUED: N_("In the queue"),
+    JobState.RUNNING: N_("Generating"),
+    JobState.COMPLETED: N_("Finishing"),
+    JobState.AWAITING_APPROVAL: N_("Waiting for a moderator's approval"),
 }
 
 
@@ -42,45 +44,46 @@ def clipped(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_PLURALS = {"entry": "entries"}  # nouns that don't just take an "s"
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 credit``, ``2 credits``, ``1 entry``, ``0 entries``: the cogs' one way to count."""
-    if n == 1:
-        return f"{n} {noun}"
-    return f"{n} {_PLURALS.get(noun, noun + 's')}"
-
-
 # Storage's names for where a limit comes from and which limit stopped a job, in plain words
 # (said to members and moderators alike; "guild" and "global" are the code's words, not theirs).
 _LIMIT_WORDS = {
-    "user override": "a personal override",
-    "role tier": "a role tier",
-    "guild default": "the server's default",
-    "global default": "the bot-wide default",
-    "daily allowance": "the daily allowance",
-    "guild daily cap": "the server's daily cap",
-    "global daily cap": "the bot-wide daily cap",
+    "user override": N_("a personal override"),
+    "role tier": N_("a role tier"),
+    "guild default": N_("the server's default"),
+    "global default": N_("the bot-wide default"),
+    "daily allowance": N_("the daily allowance"),
+    "guild daily cap": N_("the server's daily cap"),
+    "global daily cap": N_("the bot-wide daily cap"),
 }
 
 
-def limit_words(name: str) -> str:
+def limit_words(t: Speech, name: str) -> str:
     """A storage limit or limit source (``"guild default"``...) as members read it."""
-    return _LIMIT_WORDS.get(name, name)
+    words = _LIMIT_WORDS.get(name)
+    return t(words) if words else name
 
 
-def binding_caps(balance: Balance) -> list[str]:
+def binding_caps(t: Speech, balance: Balance) -> list[str]:
     """The server's or the bot's daily cap, where it leaves less than the member's own credits."""
-    caps = (
-        ("This server", balance.guild_cap_remaining),
-        ("The bot", balance.global_cap_remaining),
-    )
-    return [
-        f"{who} has {plural(left, 'credit')} left today."
-        for who, left in caps
-        if left is not None and left < balance.remaining
-    ]
+    lines = []
+    server, bot = balance.guild_cap_remaining, balance.global_cap_remaining
+    if server is not None and server < balance.remaining:
+        lines.append(
+            t.n(
+                "This server has {count} credit left today.",
+                "This server has {count} credits left today.",
+                server,
+            )
+        )
+    if bot is not None and bot < balance.remaining:
+        lines.append(
+            t.n(
+                "The bot has {count} credit left today.",
+                "The bot has {count} credits left today.",
+                bot,
+            )
+        )
+    return lines
 
 
 def usable_credits(balance: Balance) -> int:
@@ -89,29 +92,20 @@ def usable_credits(balance: Balance) -> int:
     return min([balance.remaining, *(c for c in caps if c is not None)])
 
 
-def credits_back(n: int) -> str:
-    return f"Your {plural(n, 'credit')} {'is' if n == 1 else 'are'} back."
+def credits_back(t: Speech, n: int) -> str:
+    return t.n("Your {count} credit is back.", "Your {count} credits are back.", n)
 
 
-def format_duration(seconds: int) -> str:
-    """A short human duration, at most two units: 45 s, 1 min 30 s, 2 h, 3 d 4 h."""
-    seconds = max(0, int(seconds))
-    if seconds == 0:
-        return "0 s"
-    parts: list[str] = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count} {unit}")
-    return " ".join(parts[:2])
+def credits(t: Speech, n: int) -> str:
+    return t.n("{count} credit", "{count} credits", n)
 
 
-def listed(tags: Sequence[str], *, limit: int) -> str:
+def listed(t: Speech, tags: Sequence[str], *, limit: int) -> str:
     """``a, b, c and N more``: at most ``limit`` tags named ("" when there are none)."""
-    shown = ", ".join(tags[:limit])
-    if len(tags) > limit:
-        shown += f" and {len(tags) - limit} more"
-    return shown
+    if len(tags) <= limit:
+        return t.listed(tags)
+    more = t.n("{count} more", "{count} more", len(tags) - limit)
+    return t.listed([*tags[:limit], more])
 
 
 def quoted_prompt(prompt: str, limit: int = STATUS_PROMPT_CHARS) -> str:
@@ -119,7 +113,7 @@ def quoted_prompt(prompt: str, limit: int = STATUS_PROMPT_CHARS) -> str:
     return "> " + escaped(clipped(flat, limit))
 
 
-def options_line(job: Job) -> str:
+def options_line(t: Speech, job: Job) -> str:
     request = JobRequest.of(job)
     o = request.options
     parts = [
@@ -127,84 +121,92 @@ def options_line(job: Job) -> str:
         o.resolution,
         o.aspect_ratio,
         o.output_format,
-        f"safety {o.safety_tolerance}",
+        t("safety {level}", level=o.safety_tolerance),
     ]
     if o.enable_web_search:
-        parts.append("web search")
+        parts.append(t("web search"))
     if job.kind == JobKind.EDIT:
         n = len(request.image_urls)
-        parts.append(f"editing {plural(n, 'image')}")
+        parts.append(t.n("editing {count} image", "editing {count} images", n))
     return " · ".join(parts)
 
 
-def status_text(job: Job, progress: Progress, notes: Sequence[str] = ()) -> str:
-    label = _STATUS_LABELS.get(progress.state, progress.state.value)
-    head = f"⏳ **{label}**"
+def _footer(t: Speech, job: Job, *, cost: bool) -> str:
+    """The last line of a status: who, what was asked, the cost, the job id."""
+    parts = [f"<@{job.user_id}>", options_line(t, job)]
+    if cost:
+        parts.append(credits(t, job.cost))
+    parts.append(t("job `{job_id}`", job_id=job.id))
+    return "-# " + " · ".join(parts)
+
+
+def status_text(t: Speech, job: Job, progress: Progress, notes: Sequence[Wording] = ()) -> str:
+    label = _STATUS_LABELS.get(progress.state)
+    head = f"⏳ **{t(label) if label else progress.state.value}**"
     if progress.state == JobState.QUEUED and progress.queue_position is not None:
-        head += f" · position {progress.queue_position}"
-    head += f" · started {format_dt(job.created_at, 'R')}"
+        head += " · " + t("position {position}", position=progress.queue_position)
+    head += " · " + t("started {when}", when=format_dt(job.created_at, "R"))
     lines = [head, quoted_prompt(job.prompt)]
-    lines += [f"-# Note: {escaped(n)}" for n in notes]
-    lines.append(
-        f"-# <@{job.user_id}> · {options_line(job)} · {plural(job.cost, 'credit')} · job `{job.id}`"
-    )
+    lines += ["-# " + t("Note: {note}", note=escaped(t.wording(n))) for n in notes]
+    lines.append(_footer(t, job, cost=True))
     return "\n".join(lines)
 
 
-def outcome_text(job: Job) -> str:
+def outcome_text(t: Speech, job: Job) -> str:
     """A job that ended without a result: what happened and that the credits are back."""
-    refund = credits_back(job.cost) if job.cost else ""
+    refund = credits_back(t, job.cost) if job.cost else ""
     if job.state == JobState.CANCELLED:
-        head = f"🚫 **Cancelled.** {refund}"
+        head = "🚫 " + t("**Cancelled.** {refund}", refund=refund)
     elif job.state == JobState.REJECTED:
-        head = f"🚫 **This request was not posted.** {refund}"
+        head = "🚫 " + t("**This request was not posted.** {refund}", refund=refund)
     else:
-        reason = escaped(job.error or "Something went wrong.")
-        head = f"❌ **Failed:** {reason} {refund}"
-    return "\n".join(
-        [
-            head.strip(),
-            quoted_prompt(job.prompt),
-            f"-# <@{job.user_id}> · {options_line(job)} · job `{job.id}`",
-        ]
-    )
+        reason = escaped(t.stored(job.error) if job.error else t("Something went wrong."))
+        head = "❌ " + t("**Failed:** {reason} {refund}", reason=reason, refund=refund)
+    return "\n".join([head.strip(), quoted_prompt(job.prompt), _footer(t, job, cost=False)])
 
 
-def result_embed(job: Job, fitted: Sequence[FittedImage] = ()) -> discord.Embed:
-    title = "Edit" if job.kind == JobKind.EDIT else "Imagine"
+def result_embed(t: Speech, job: Job, fitted: Sequence[FittedImage] = ()) -> discord.Embed:
+    title = t("Edit") if job.kind == JobKind.EDIT else t("Imagine")
     embed = discord.Embed(
         title=title,
         description=clipped(escaped(job.prompt), EMBED_DESCRIPTION),
         colour=COLOUR,
     )
     seed = JobRequest.of(job).options.seed
-    embed.add_field(name="Options", value=options_line(job), inline=False)
-    embed.add_field(name="Seed", value=f"`{'?' if seed is None else seed}`", inline=True)
-    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name=t("Options"), value=options_line(t, job), inline=False)
+    embed.add_field(name=t("Seed"), value=f"`{'?' if seed is None else seed}`", inline=True)
+    embed.add_field(name=t("Requested by"), value=f"<@{job.user_id}>", inline=True)
     linked = [f for f in fitted if f.linked]
     if linked:
         links = "\n".join(f"[{f.filename}]({f.source_url})" for f in linked)
-        embed.add_field(name="Too large to attach", value=clipped(links, 1024), inline=False)
+        embed.add_field(name=t("Too large to attach"), value=clipped(links, 1024), inline=False)
     reencoded = sum(1 for f in fitted if f.reencoded)
-    footer = f"job {job.id} · {plural(job.cost, 'credit')}"
+    footer = t("job {job_id}", job_id=job.id) + " · " + credits(t, job.cost)
     if reencoded:
-        footer += f" · {reencoded} re-encoded to fit Discord's upload limit"
+        footer += " · " + t.n(
+            "{count} re-encoded to fit Discord's upload limit",
+            "{count} re-encoded to fit Discord's upload limit",
+            reencoded,
+        )
     embed.set_footer(text=footer)
     return embed
 
 
-def ready_text(job: Job) -> str:
+def ready_text(t: Speech, job: Job) -> str:
     """The fallback delivery's content: the only message that mentions (pings) the requester."""
-    return f"<@{job.user_id}> your {'edit' if job.kind == JobKind.EDIT else 'image'} is ready."
+    user = f"<@{job.user_id}>"
+    if job.kind == JobKind.EDIT:
+        return t("{user} your edit is ready.", user=user)
+    return t("{user} your image is ready.", user=user)
 
 
-def moved_text(job: Job) -> str:
+def moved_text(t: Speech, job: Job) -> str:
     """The status message once the result went out as a separate channel message."""
     return "\n".join(
         [
-            "✅ **Done** — the result is posted below.",
+            "✅ " + t("**Done** — the result is posted below."),
             quoted_prompt(job.prompt),
-            f"-# <@{job.user_id}> · job `{job.id}`",
+            f"-# <@{job.user_id}> · " + t("job `{job_id}`", job_id=job.id),
         ]
     )
 

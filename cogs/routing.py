@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 import discord
 
 from cogs.answers import guarded
+from cogs.i18n import ENGLISH, Speech
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,14 @@ class StudioButton(Routed, discord.ui.DynamicItem[discord.ui.Button], template=r
     prefix: ClassVar[str] = "_"
     subject: ClassVar[str] = "button"  # what the target is, for the log line
     action: ClassVar[str] = "_"
-    label: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # English, marked with N_: shown in the reader's language
     style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
     emoji: ClassVar[str | None] = None
 
-    def __init__(self, target: str, *, disabled: bool = False) -> None:
+    def __init__(self, target: str, *, disabled: bool = False, t: Speech = ENGLISH) -> None:
         super().__init__(
             discord.ui.Button(
-                label=self.label,
+                label=t(self.label) if self.label else self.label,
                 style=self.style,
                 emoji=self.emoji,
                 disabled=disabled,

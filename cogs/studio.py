@@ -27,6 +27,7 @@ from cogs.buttons import (
     remove_job_buttons,
     result_view,
 )
+from cogs.i18n import Speech, speech_for
 from cogs.inputs import (
     check_age_restriction,
     check_attachment,
@@ -40,14 +41,13 @@ from cogs.render import (
     NO_MENTIONS,
     binding_caps,
     limit_words,
-    plural,
     result_embed,
     usable_credits,
 )
 from cogs.tree import reply
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
-from storage.models import Job, JobKind, JobState
+from storage.models import Balance, Job, JobKind, JobState
 
 if TYPE_CHECKING:
     from bot import StudioBot
@@ -235,8 +235,9 @@ class StudioCog(commands.Cog):
             if job is not None:
                 check_age_restriction(job, interaction)
         base = JobSpec(kind=JobKind.EDIT, prompt="", image_urls=tuple(urls))
-        title = "Edit this image" if len(urls) == 1 else f"Edit these {len(urls)} images"
-        modal = PromptModal(base, title=title, open_forms=self.bot.open_forms, verify=True)
+        t = speech_for(interaction.locale)
+        title = t.n("Edit this image", "Edit these {count} images", len(urls))
+        modal = PromptModal(t, base, title=title, open_forms=self.bot.open_forms, verify=True)
         await interaction.response.send_modal(modal)
 
     # -- information ----------------------------------------------------------------------
@@ -250,19 +251,23 @@ class StudioCog(commands.Cog):
             asyncio.gather(jobs.balance(who), jobs.in_flight(who.user_id, who.guild_id)),
             ephemeral=True,
         )
+        t = speech_for(interaction.locale)
         weights = self.bot.settings.quota.resolution_weights
         resets = balance.resets_at
+        costs = (
+            t.n("{resolution} = {count} credit", "{resolution} = {count} credits", w, resolution=r)
+            for r, w in weights.items()
+        )
         lines = [
-            f"You have **{usable_credits(balance)}** of {plural(balance.limit, 'credit')} left"
-            f" today (from {limit_words(balance.limit_source)}"
-            + (f", plus {balance.granted} granted" if balance.granted else "")
-            + ").",
-            *binding_caps(balance),
-            f"They reset {discord.utils.format_dt(resets, 'R')}"
-            f" ({discord.utils.format_dt(resets, 't')}).",
-            f"Jobs in progress: **{in_flight}**.",
-            "-# Cost per image: "
-            + ", ".join(f"{res} = {plural(w, 'credit')}" for res, w in weights.items()),
+            _credits_left(t, balance),
+            *binding_caps(t, balance),
+            t(
+                "They reset {when} ({at}).",
+                when=discord.utils.format_dt(resets, "R"),
+                at=discord.utils.format_dt(resets, "t"),
+            ),
+            t("Jobs in progress: **{jobs}**.", jobs=in_flight),
+            "-# " + t("Cost per image: {costs}", costs=", ".join(costs)),
         ]
         if interaction.response.is_done():  # deferred: the database was slow
             await interaction.edit_original_response(
@@ -287,12 +292,10 @@ class StudioCog(commands.Cog):
         if not may_act_on(job, interaction):
             raise NotAllowed("show", "You can only show your own results.")
         if job.state != JobState.DELIVERED:
-            raise NotAllowed(
-                "show", f"Job `{job.id}` has no result to show (it is {job.state.value})."
-            )
+            raise _no_result(job)
         if job.result_message_id is None:
             # Delivered, then taken down by a moderator (see services/moderation/actions.py).
-            raise NotAllowed("show", f"Job `{job.id}` was removed by a moderator.")
+            raise NotAllowed("show", "Job `{job_id}` was removed by a moderator.", job_id=job.id)
         check_age_restriction(job, interaction)
         await within_budget(interaction, self.bot.jobs.check_presence(requester(interaction)))
         await interaction.response.defer(thinking=True)
@@ -301,17 +304,22 @@ class StudioCog(commands.Cog):
             if not images:
                 images, missing = await self._from_result_message(job)
             if not images:
-                raise NotAllowed("show", f"The images of job `{job.id}` are no longer available.")
+                raise NotAllowed(
+                    "show",
+                    "The images of job `{job_id}` are no longer available.",
+                    job_id=job.id,
+                )
         except BaseException:
             # take the public "thinking" placeholder away; the refusal is answered ephemerally
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
             raise
         fitted = await fit(images, missing, stem=job.id, per_file_limit=interaction.filesize_limit)
+        t = speech_for(interaction.locale)  # a copy posted for this member: in their language
         await interaction.followup.send(
-            embed=result_embed(job, fitted),
+            embed=result_embed(t, job, fitted),
             files=files_of(fitted),
-            view=result_view(job.id),
+            view=result_view(t, job.id),
             allowed_mentions=NO_MENTIONS,
         )
 
@@ -326,6 +334,57 @@ class StudioCog(commands.Cog):
             log.info("job %s: original result message unavailable (%s)", job.id, err)
             return [], []
         return await self.bot.jobs.download(job.id, [a.url for a in message.attachments])
+
+
+def _credits_left(t: Speech, balance: Balance) -> str:
+    """/quota's first line: two whole sentences, with and without granted credits."""
+    args = {
+        "usable": usable_credits(balance),
+        "source": limit_words(t, balance.limit_source),
+        "granted": balance.granted,
+    }
+    if balance.granted:
+        return t.n(
+            "You have **{usable}** of {count} credit left today"
+            " (from {source}, plus {granted} granted).",
+            "You have **{usable}** of {count} credits left today"
+            " (from {source}, plus {granted} granted).",
+            balance.limit,
+            **args,
+        )
+    return t.n(
+        "You have **{usable}** of {count} credit left today (from {source}).",
+        "You have **{usable}** of {count} credits left today (from {source}).",
+        balance.limit,
+        **args,
+    )
+
+
+def _no_result(job: Job) -> NotAllowed:
+    """/show of a job that was never delivered: why, as a whole sentence per kind of state."""
+    if job.state == JobState.CANCELLED:
+        return NotAllowed(
+            "show", "Job `{job_id}` has no result to show (it was cancelled).", job_id=job.id
+        )
+    if job.state == JobState.FAILED:
+        return NotAllowed(
+            "show", "Job `{job_id}` has no result to show (it failed).", job_id=job.id
+        )
+    if job.state == JobState.REJECTED:
+        return NotAllowed(
+            "show",
+            "Job `{job_id}` has no result to show (a moderator rejected it).",
+            job_id=job.id,
+        )
+    if job.state == JobState.AWAITING_APPROVAL:
+        return NotAllowed(
+            "show",
+            "Job `{job_id}` has no result to show yet (it is waiting for a moderator's approval).",
+            job_id=job.id,
+        )
+    return NotAllowed(
+        "show", "Job `{job_id}` has no result to show yet (it is still in progress).", job_id=job.id
+    )
 
 
 async def setup(bot: StudioBot) -> None:

@@ -18,13 +18,15 @@ from discord import app_commands
 from discord.utils import format_dt
 
 from client.errors import InvalidRequestError, RunComfyError
+from cogs.i18n import Speech, speech_for
 from cogs.inputs import check_source
 from cogs.payload import OUT_OF_DATE, check_payload
 from cogs.refusals import SERVICE_DOWN, admin_error_text, refusal_text
-from cogs.render import NO_MENTIONS, limit_words, plural
+from cogs.render import NO_MENTIONS, credits, limit_words
 from services.admin import AdminError
 from services.errors import ServiceUnavailable, StudioClosing, StudioError
 from services.policy import PolicyRefusal
+from services.wording import N_
 from storage.models import QuotaExceededError, TooManyJobsError
 
 if TYPE_CHECKING:
@@ -39,44 +41,64 @@ _FIELD_NAMES = {
     "enable_web_search": "web_search",
     "image_urls": "images",
 }
+_QUOTA_SPENT = {
+    "guild daily cap": N_(
+        "This server's daily credits are used up: this needs {cost}, {left} of {allowed} left"
+        " ({limit}). Credits reset {when}."
+    ),
+    "global daily cap": N_(
+        "The bot's daily credits are used up: this needs {cost}, {left} of {allowed} left"
+        " ({limit}). Credits reset {when}."
+    ),
+}
+_NOT_ENOUGH = N_(
+    "Not enough credits left today: this needs {cost}, {left} of {allowed} left ({limit})."
+    " Credits reset {when}."
+)
 
 
-def message_for(error: BaseException) -> str | None:
+def message_for(t: Speech, error: BaseException) -> str | None:
     """The member-facing text for an error we expect; None for a bug."""
     if isinstance(error, PolicyRefusal):
-        return refusal_text(error)
+        return refusal_text(t, error)
     if isinstance(error, AdminError):
-        return admin_error_text(error)
+        return admin_error_text(t, error)
     if isinstance(error, ServiceUnavailable):
-        return SERVICE_DOWN
+        return t(SERVICE_DOWN)
     if isinstance(error, StudioError):
-        return str(error)
+        return t.wording(error.wording)
     if isinstance(error, QuotaExceededError):
-        left = max(error.allowed - error.used, 0)
-        whose = {
-            "guild daily cap": "This server's daily credits are used up",
-            "global daily cap": "The bot's daily credits are used up",
-        }.get(error.limit, "Not enough credits left today")
-        return (
-            f"{whose}: this needs {plural(error.cost, 'credit')}, {left} of {error.allowed} left"
-            f" ({limit_words(error.limit)}). Credits reset {format_dt(error.resets_at, 'R')}."
+        return t(
+            _QUOTA_SPENT.get(error.limit, _NOT_ENOUGH),
+            cost=credits(t, error.cost),
+            left=max(error.allowed - error.used, 0),
+            allowed=error.allowed,
+            limit=limit_words(t, error.limit),
+            when=format_dt(error.resets_at, "R"),
         )
     if isinstance(error, TooManyJobsError):
-        return (
-            f"You already have {plural(error.in_flight, 'job')} in progress"
-            f" (limit: {error.allowed}). Try again when one finishes."
+        return t.n(
+            "You already have {count} job in progress (limit: {limit}). Try again when one"
+            " finishes.",
+            "You already have {count} jobs in progress (limit: {limit}). Try again when one"
+            " finishes.",
+            error.in_flight,
+            limit=error.allowed,
         )
     if isinstance(error, InvalidRequestError):
         name = _FIELD_NAMES.get(error.field, error.field)
-        return f"Invalid {name}: {error.allowed}."
+        return t("Invalid {name}: {allowed}.", name=name, allowed=error.allowed)
     if isinstance(error, RunComfyError):
-        return f"RunComfy didn't accept that: {error.message}. Nothing was charged."
+        return t(
+            "RunComfy didn't accept that: {message}. Nothing was charged.", message=error.message
+        )
     if isinstance(error, app_commands.CheckFailure):
-        return str(error) or "You can't use this here."
+        # Our checks' texts are N_-marked constants (e.g. cogs/admin_options.py REFUSED).
+        return t(str(error)) if str(error) else t("You can't use this here.")
     if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
-        return OUT_OF_DATE
+        return t(OUT_OF_DATE)
     if isinstance(error, app_commands.TransformerError):
-        return "That value isn't one the command offers. Nothing was charged."
+        return t("That value isn't one the command offers. Nothing was charged.")
     return None
 
 
@@ -102,7 +124,12 @@ class StudioTree(app_commands.CommandTree["StudioBot"]):
         self, interaction: discord.Interaction[StudioBot], error: app_commands.AppCommandError, /
     ) -> None:
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        await self.report(interaction, original)
+        command = interaction.command
+        root = command.root_parent if isinstance(command, app_commands.Command) else None
+        # /admin is the moderators' tool: its refusals speak the server's language.
+        await self.report(
+            interaction, original, moderator=root is not None and root.name == "admin"
+        )
 
     async def report(
         self,
@@ -110,12 +137,15 @@ class StudioTree(app_commands.CommandTree["StudioBot"]):
         error: BaseException,
         *,
         job_id: str | None = None,
+        moderator: bool = False,
     ) -> None:
         """Tell the member what went wrong, ephemerally; log what we did not expect.
 
         ``job_id``: the job a button or modal acted on, named in the log line and the reference.
+        ``moderator``: a moderators' tool (/admin, the log's buttons): the server's language.
         """
-        text = message_for(error)
+        t = speech_for(interaction.guild_locale if moderator else interaction.locale)
+        text = message_for(t, error)
         if text is None:
             log.error(
                 "interaction %s (user %s%s): unexpected error",
@@ -125,7 +155,9 @@ class StudioTree(app_commands.CommandTree["StudioBot"]):
                 exc_info=error,
             )
             reference = f"`{interaction.id}`" + (f", job `{job_id}`" if job_id else "")
-            text = f"Something went wrong on our side. Reference: {reference}."
+            text = t(
+                "Something went wrong on our side. Reference: {reference}.", reference=reference
+            )
         elif isinstance(error, PolicyRefusal):
             log.info(
                 "interaction %s: refused by rule %s (user %s, guild %s)",

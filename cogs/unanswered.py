@@ -15,20 +15,22 @@ import discord
 from discord.ext import commands
 
 from cogs.buttons import DYNAMIC_ITEMS
+from cogs.i18n import speech_for
 from cogs.modlog_buttons import MODLOG_ITEMS
 from cogs.routing import routed
 from cogs.tree import say
+from services.wording import N_
 
 if TYPE_CHECKING:
     from bot import StudioBot
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_BUTTON = (
+UNKNOWN_BUTTON = N_(
     "This button isn't one the studio knows (it may be from an older message). Nothing was done"
     " or charged."
 )
-FORM_CLOSED = (
+FORM_CLOSED = N_(
     "This form is closed: it was already sent, or it was opened before the studio restarted."
     " Nothing more was started or charged; open it again if you need to."
 )
@@ -53,7 +55,8 @@ class UnansweredCog(commands.Cog):
             interaction.user.id,
         )
         form = kind is discord.InteractionType.modal_submit
-        await say(interaction, FORM_CLOSED if form else UNKNOWN_BUTTON)
+        t = speech_for(interaction.locale)
+        await say(interaction, t(FORM_CLOSED if form else UNKNOWN_BUTTON))
 
 
 async def setup(bot: StudioBot) -> None:

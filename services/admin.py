@@ -30,6 +30,7 @@ from services.durations import MAX_BAN, MIN_BAN, parse_duration
 from services.locks import KeyedLocks
 from services.policy import PolicyService
 from services.prompt_text import clean_text, has_visible_text
+from services.wording import Wording
 from storage import Storage
 from storage.models import (
     Balance,
@@ -54,7 +55,9 @@ MAX_REASON_LENGTH = 300
 
 def _check_range(field: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidSetting(field, f"must be a whole number from {low:,} to {high:,}")
+        raise InvalidSetting(
+            field, "must be a whole number from {low} to {high}", low=low, high=high
+        )
 
 
 def _utcnow() -> datetime:
@@ -88,7 +91,7 @@ class AdminService:
         try:
             yield
         except InvalidSettingError as exc:
-            raise InvalidSetting(exc.field, exc.problem) from exc
+            raise InvalidSetting(exc.field, "{problem}", problem=exc.problem) from exc
         finally:
             self._policy.invalidate(guild_id)
 
@@ -108,7 +111,9 @@ class AdminService:
             if channel_id in current:
                 raise AlreadyListed("channel", channel_id)
             if len(current) >= MAX_CHANNELS:
-                raise InvalidSetting("channels", f"at most {MAX_CHANNELS} allowed channels")
+                raise InvalidSetting(
+                    "channels", "at most {limit} allowed channels", limit=MAX_CHANNELS
+                )
             return await self._update(guild_id, allowed_channel_ids=current | {channel_id})
 
     async def disallow_channel(self, guild_id: int, channel_id: int) -> GuildPolicy:
@@ -128,7 +133,7 @@ class AdminService:
             if role_id in current:
                 raise AlreadyListed("role", role_id)
             if len(current) >= MAX_ROLES:
-                raise InvalidSetting("roles", f"at most {MAX_ROLES} allowed roles")
+                raise InvalidSetting("roles", "at most {limit} allowed roles", limit=MAX_ROLES)
             return await self._update(guild_id, allowed_role_ids=current | {role_id})
 
     async def disallow_role(self, guild_id: int, role_id: int) -> GuildPolicy:
@@ -246,7 +251,8 @@ class AdminService:
             if aged < normal:
                 raise InvalidSetting(
                     "age_restricted_ceiling",
-                    f"can't be lower than the normal ceiling ({normal}); set both together",
+                    "can't be lower than the normal ceiling ({normal}); set both together",
+                    normal=normal,
                 )
             return await self._update(guild_id, max_safety=normal, max_safety_age_restricted=aged)
 
@@ -257,15 +263,17 @@ class AdminService:
         if not has_visible_text(pattern):
             raise InvalidSetting("pattern", "is empty")
         if len(pattern) > MAX_PATTERN_LENGTH:
-            raise InvalidSetting("pattern", f"at most {MAX_PATTERN_LENGTH} characters")
+            raise InvalidSetting("pattern", "at most {limit} characters", limit=MAX_PATTERN_LENGTH)
         try:
             validate_entry(pattern, is_regex)  # an RE2 compile: microseconds
         except InvalidBlocklistEntry as exc:
-            raise InvalidSetting("pattern", str(exc)) from exc
+            raise InvalidSetting("pattern", exc.reason.text, **exc.reason.args) from exc
         async with self._locks.hold(guild_id):
             entries = await self._storage.policy.blocklist(guild_id)
             if len(entries) >= MAX_BLOCKLIST_ENTRIES:
-                raise InvalidSetting("blocklist", f"at most {MAX_BLOCKLIST_ENTRIES} entries")
+                raise InvalidSetting(
+                    "blocklist", "at most {limit} entries", limit=MAX_BLOCKLIST_ENTRIES
+                )
             for entry in entries:
                 if entry.is_regex == is_regex and entry.pattern.casefold() == pattern.casefold():
                     raise AlreadyListed("blocklist", entry.id)
@@ -283,7 +291,7 @@ class AdminService:
     async def blocklist(self, guild_id: int) -> list[BlocklistEntry]:
         return await self._storage.policy.blocklist(guild_id)
 
-    async def blocklist_problems(self, guild_id: int) -> dict[int, str]:
+    async def blocklist_problems(self, guild_id: int) -> dict[int, Wording]:
         """Stored entries that the enforced blocklist skipped (they failed validation, e.g.
         written before a rule tightened): entry id -> why. They match nothing."""
         compiled = await self._policy.blocklist(guild_id)
@@ -371,7 +379,7 @@ def _reason(reason: str | None) -> str | None:
         return None
     flat = " ".join(reason.split())
     if len(flat) > MAX_REASON_LENGTH:
-        raise InvalidSetting("reason", f"at most {MAX_REASON_LENGTH} characters")
+        raise InvalidSetting("reason", "at most {limit} characters", limit=MAX_REASON_LENGTH)
     return flat or None
 
 

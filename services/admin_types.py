@@ -7,9 +7,10 @@ command shows. The cogs word both (cogs/refusals.py, cogs/admin_render.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from services.errors import StudioError
+from services.wording import Wording
 from storage.models import Balance, Ban, BlocklistEntry, GuildPolicy, GuildStats, LedgerEntry
 
 
@@ -23,10 +24,10 @@ class AdminError(StudioError):
 class InvalidSetting(AdminError):
     """A value out of range or malformed: ``field`` names the option, ``problem`` says why."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
+    def __init__(self, field: str, text: str, /, **args: Any) -> None:
+        self.problem = Wording(text, args)
+        super().__init__(f"{field}: {self.problem}")
         self.field = field
-        self.problem = problem
 
 
 Listing = Literal["channel", "role", "blocklist"]
@@ -85,7 +86,7 @@ class BlocklistReport:
     """``/admin blocklist list``: the entries, and why any of them is not enforced."""
 
     entries: tuple[BlocklistEntry, ...]
-    problems: dict[int, str]  # entry id -> why it matches nothing
+    problems: dict[int, Wording]  # entry id -> why it matches nothing
 
 
 __all__ = [

@@ -36,7 +36,9 @@ def parse_duration(text: str) -> timedelta:
     cleaned = cleaned.replace(" ", "").lower()
     parts = _DURATION_PART.findall(cleaned)
     if not cleaned or "".join(n + u for n, u in parts) != cleaned:
-        raise InvalidSetting("duration", f'"{text}" is not a duration; try 30m, 2h, 7d or 1h30m')
+        raise InvalidSetting(
+            "duration", '"{text}" is not a duration; try 30m, 2h, 7d or 1h30m', text=text
+        )
     seconds = sum(int(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
     if seconds > MAX_BAN.total_seconds():  # also keeps timedelta from overflowing
         raise InvalidSetting("duration", "must be between 1 minute and 365 days")

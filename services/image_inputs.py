@@ -44,20 +44,25 @@ class InputImages:
         for name, url in images:
             if not any(o.fullmatch(_origin(url)) for o in self._origins):
                 raise InvalidInput(
-                    name, f"`{name}` isn't a file uploaded to Discord. Nothing was charged."
+                    name,
+                    "`{name}` isn't a file uploaded to Discord. Nothing was charged.",
+                    name=name,
                 )
         found = await asyncio.gather(*(self._sniff(url) for _, url in images))
         for (name, url), kind in zip(images, found, strict=True):
             if kind == "":
                 raise InvalidInput(
                     name,
-                    f"`{name}` couldn't be read from Discord (it may have expired); upload it"
+                    "`{name}` couldn't be read from Discord (it may have expired); upload it"
                     " again. Nothing was charged.",
+                    name=name,
                 )
             if kind is None:
                 log.info("input %s is not an image by its first bytes: %s", name, url)
                 raise InvalidInput(
-                    name, f"`{name}` isn't really a PNG, JPEG or WebP image. Nothing was charged."
+                    name,
+                    "`{name}` isn't really a PNG, JPEG or WebP image. Nothing was charged.",
+                    name=name,
                 )
 
     async def _sniff(self, url: str) -> str | None:

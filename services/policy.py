@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from services.blocklist import Blocklist
+from services.wording import Wording, said
 from storage import Storage
 from storage.models import Ban, GuildPolicy
 
@@ -159,7 +160,7 @@ class CoolingDown(PolicyRefusal):
 @dataclass(frozen=True, slots=True)
 class PolicyDecision:
     safety_tolerance: int  # what to send
-    notes: tuple[str, ...]  # things the member should be told, e.g. a clamped safety
+    notes: tuple[Wording, ...]  # things the member should be told, e.g. a clamped safety
     policy: GuildPolicy
 
 
@@ -305,12 +306,14 @@ class PolicyService:
                 raise CoolingDown(frees_at, policy.cooldown_seconds)
         return PolicyDecision(safety_tolerance=safety, notes=notes, policy=policy)
 
-    def _safety(self, ctx: RequestContext, policy: GuildPolicy) -> tuple[int, tuple[str, ...]]:
+    def _safety(self, ctx: RequestContext, policy: GuildPolicy) -> tuple[int, tuple[Wording, ...]]:
         aged = ctx.age_restricted_channel
         ceiling = policy.max_safety_age_restricted if aged else policy.max_safety
         if ctx.safety is None:
             if self._default_safety > ceiling:
-                return ceiling, (f"safety lowered to {ceiling}, this server's ceiling",)
+                return ceiling, (
+                    said("safety lowered to {ceiling}, this server's ceiling", ceiling=ceiling),
+                )
             return self._default_safety, ()
         if ctx.safety > ceiling:
             elsewhere = policy.max_safety_age_restricted

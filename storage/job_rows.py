@@ -111,6 +111,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         committed=row["committed"],
         age_restricted_channel=bool(row["age_restricted_channel"]),
         acknowledged=bool(row["acknowledged"]),
+        locale=row["locale"],
     )
 
 

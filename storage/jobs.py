@@ -50,8 +50,8 @@ _INSERT_JOB = """
 INSERT INTO jobs (
     id, kind, state, user_id, guild_id, channel_id, prompt, params, cost, quota_day,
     parent_job_id, interaction_token, token_expires_at, age_restricted_channel,
-    created_at, updated_at, form_id, acknowledged
-) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+    created_at, updated_at, form_id, locale, acknowledged
+) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -140,6 +140,7 @@ class JobStore(JobQueries):
                         created,
                         created,
                         new.form_id,
+                        new.locale,
                     ),
                 ).rowcount
                 if inserted:

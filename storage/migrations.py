@@ -253,7 +253,11 @@ _V5 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: the requester's language (Discord's locale code, e.g. "ko"), so what is posted later,
+# without an interaction (a result after the token expired, a rejection), speaks it too.
+_V6 = ("ALTER TABLE jobs ADD COLUMN locale TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST_VERSION = len(MIGRATIONS)
 
 

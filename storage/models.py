@@ -55,6 +55,7 @@ class NewJob:
     token_expires_at: datetime | None = None
     age_restricted_channel: bool = False
     form_id: str | None = None  # the form it was sent from: one job per form
+    locale: str | None = None  # the requester's Discord locale: what is posted later speaks it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class Job:
     age_restricted_channel: bool = False
     # Discord was answered (the member saw the job); a job never answered is not resumed.
     acknowledged: bool = True
+    locale: str | None = None  # the requester's Discord locale (None: English)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ _INTERACTION_KEYS = (
     "created_at",
     "roles",
     "member_permissions",
+    "locale",
 )
 JOB_ID_IN_TEXT = re.compile(r"job `([A-Za-z0-9_-]+)`")
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cogs.i18n import ENGLISH as EN
 from cogs.refusals import admin_error_text
 from services.admin import (
     AdminError,
@@ -100,11 +101,11 @@ async def deliver(storage: Storage, job_id: str, images: int = 1) -> None:
 
 
 def test_admin_errors_are_studio_errors_with_the_message() -> None:
-    error = InvalidSetting("seconds", "must be a whole number from 0 to 86,400")
+    error = InvalidSetting("seconds", "must be from {low} to {high}", low=0, high=86400)
     assert isinstance(error, AdminError)
     assert isinstance(error, StudioError)
-    assert str(error) == "seconds: must be a whole number from 0 to 86,400"
-    assert (error.field, error.problem) == ("seconds", "must be a whole number from 0 to 86,400")
+    assert str(error) == "seconds: must be from 0 to 86400"
+    assert error.field == "seconds" and str(error.problem) == "must be from 0 to 86400"
 
 
 # -- every change reaches enforcement at once (the policy cache is dropped) --------------------
@@ -128,11 +129,11 @@ async def test_channel_errors(admin: AdminService) -> None:
     with pytest.raises(AlreadyListed) as already:
         await admin.allow_channel(GUILD, 11)
     assert (already.value.what, already.value.target_id) == ("channel", 11)
-    assert admin_error_text(already.value) == "<#11> is already an allowed channel."
+    assert admin_error_text(EN, already.value) == "<#11> is already an allowed channel."
     with pytest.raises(NotFound) as missing:
         await admin.disallow_channel(GUILD, 12)
     assert (missing.value.what, missing.value.target_id) == ("channel", 12)
-    assert admin_error_text(missing.value) == "<#12> is not in the allowed channels."
+    assert admin_error_text(EN, missing.value) == "<#12> is not in the allowed channels."
     for channel in range(12, 36):
         await admin.allow_channel(GUILD, channel)
     with pytest.raises(InvalidSetting, match="at most 25"):
@@ -146,7 +147,7 @@ async def test_roles_add_remove_clear(admin: AdminService, policy: PolicyService
     assert await rule(policy, ctx(role_ids=frozenset({77}))) is None
     with pytest.raises(AlreadyListed) as already:
         await admin.allow_role(GUILD, 77)
-    assert admin_error_text(already.value) == "<@&77> is already an allowed role."
+    assert admin_error_text(EN, already.value) == "<@&77> is already an allowed role."
     with pytest.raises(NotFound):
         await admin.disallow_role(GUILD, 78)
     await admin.disallow_role(GUILD, 77)
@@ -190,7 +191,7 @@ async def test_blocklist_add_list_remove(admin: AdminService, policy: PolicyServ
     assert await rule(policy, ctx(prompt="a dragon")) is None
     with pytest.raises(NotFound) as missing:
         await admin.remove_block(GUILD, entry.id)
-    assert admin_error_text(missing.value) == f"There is no blocklist entry #{entry.id}."
+    assert admin_error_text(EN, missing.value) == f"There is no blocklist entry #{entry.id}."
 
 
 async def test_blocklist_validation(admin: AdminService) -> None:
@@ -205,7 +206,7 @@ async def test_blocklist_validation(admin: AdminService) -> None:
     entry = await admin.add_block(GUILD, "Dragon", is_regex=False, actor_id=ADMIN)
     with pytest.raises(AlreadyListed) as already:
         await admin.add_block(GUILD, "dragon", is_regex=False, actor_id=ADMIN)
-    assert admin_error_text(already.value) == (
+    assert admin_error_text(EN, already.value) == (
         f"That's already on the blocklist (entry #{entry.id})."
     )
     assert len(await admin.blocklist(GUILD)) == 1
@@ -250,7 +251,7 @@ async def test_ban_and_unban(admin: AdminService, policy: PolicyService) -> None
     assert await rule(policy, ctx()) is None
     with pytest.raises(NotFound) as missing:
         await admin.unban(GUILD, USER)
-    assert admin_error_text(missing.value) == f"<@{USER}> isn't banned from the studio."
+    assert admin_error_text(EN, missing.value) == f"<@{USER}> isn't banned from the studio."
 
 
 async def test_a_ban_without_duration_lasts_until_lifted(admin: AdminService) -> None:
@@ -339,7 +340,7 @@ async def test_role_tiers(admin: AdminService) -> None:
     assert (await admin.balance(GUILD, USER, role_ids=[77])).limit == 10
     with pytest.raises(NotFound) as missing:
         await admin.remove_role_tier(GUILD, 77)
-    assert admin_error_text(missing.value) == "<@&77> has no credit tier."
+    assert admin_error_text(EN, missing.value) == "<@&77> has no credit tier."
     with pytest.raises(InvalidSetting):
         await admin.set_role_tier(GUILD, 77, 100_001)
 
@@ -354,7 +355,7 @@ async def test_user_override(admin: AdminService, storage: Storage) -> None:
     assert (await admin.balance(GUILD, USER, role_ids=[77])).limit == 50
     with pytest.raises(NotFound) as missing:
         await admin.set_user_override(GUILD, USER, None)
-    assert admin_error_text(missing.value) == f"<@{USER}> has no personal daily credits set."
+    assert admin_error_text(EN, missing.value) == f"<@{USER}> has no personal daily credits set."
 
 
 async def test_grant_reset_and_ledger(admin: AdminService, storage: Storage) -> None:

@@ -267,8 +267,8 @@ async def test_forums_and_uncached_threads_can_be_allowed(tmp_path: Path) -> Non
             assert said == f"The studio now works in <#{forum.id}>."
             said = await admin_says(env, "channels add", {"channel": thread})
             assert "could not be used" not in said
-            assert said == f"The studio now works in <#{forum.id}>, <#{thread.id}>." or (
-                said == f"The studio now works in <#{thread.id}>, <#{forum.id}>."
+            assert said == f"The studio now works in <#{forum.id}> and <#{thread.id}>." or (
+                said == f"The studio now works in <#{thread.id}> and <#{forum.id}>."
             )
             # A post in the allowed forum may generate; the forum's parent channel rule applies.
             await accepted(env, channel_id=post.id)
@@ -545,7 +545,7 @@ async def test_settings_show_everything_at_a_glance(tmp_path: Path) -> None:
             "**Blocklist:** 1 entry",
             "**Log channel:** not set",
             "**Approval before posting:** off",
-            "**Cooldown:** 1 min 30 s",
+            "**Cooldown:** 1 min 30 sec",
             "**Jobs in flight per member:** 3",
             "**DMs to members:** off",
             "**Bans:** 1 active",

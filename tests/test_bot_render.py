@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cogs.modlog_render import action_text
+from cogs.i18n import ENGLISH as t
+from cogs.modlog_outcomes import action_text
 from cogs.render import outcome_text
 from services.moderation import ActionResult, Notice, Outcome
 from storage.models import Job, JobKind, JobState
@@ -29,14 +30,14 @@ def job(cost: int, state: JobState = JobState.FAILED) -> Job:
 
 
 def test_the_refund_line_agrees_with_the_number_of_credits() -> None:
-    assert "Your 1 credit is back." in outcome_text(job(1))
-    assert "Your 2 credits are back." in outcome_text(job(2))
-    assert "Your 1 credit is back." in outcome_text(job(1, JobState.CANCELLED))
+    assert "Your 1 credit is back." in outcome_text(t, job(1))
+    assert "Your 2 credits are back." in outcome_text(t, job(2))
+    assert "Your 1 credit is back." in outcome_text(t, job(1, JobState.CANCELLED))
 
 
 def test_every_moderator_outcome_has_its_own_sentence() -> None:
     told = {
-        outcome: action_text(ActionResult(job(2), outcome, amount=2, notice=Notice.DM))
+        outcome: action_text(t, ActionResult(job(2), outcome, amount=2, notice=Notice.DM))
         for outcome in Outcome
     }
     assert all(text != outcome.value for outcome, text in told.items())

@@ -38,6 +38,7 @@ from services.jobs import (
 )
 from services.policy import PolicyRefusal, PolicyService
 from services.settings import JobTiming
+from services.wording import Wording
 from storage import QuotaExceededError, QuotaSettings, Storage
 from storage.models import Job, JobKind, JobState, NewJob, TooManyJobsError
 from tests.fakes.runcomfy import FakeRunComfy, JobScript
@@ -680,6 +681,11 @@ def test_the_stored_request_round_trips_through_the_row() -> None:
     api = EditRequest(
         "blue", ("https://cdn.example/a.png",), GenerationOptions(num_images=2, seed=7)
     )
-    request = JobRequest(api, safety_chosen=True, upload_limit=25 * 2**20, notes=("lowered",))
+    request = JobRequest(
+        api,
+        safety_chosen=True,
+        upload_limit=25 * 2**20,
+        notes=(Wording("lowered to {n}", {"n": 2}),),
+    )
     row = replace(stored_job(JobKind.EDIT, request.to_params()), prompt="blue")
     assert JobRequest.of(row) == request

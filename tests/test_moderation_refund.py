@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from cogs.modlog_render import action_detail, action_text
+from cogs.i18n import ENGLISH as t
+from cogs.modlog_outcomes import action_detail, action_text
 from services.admin import AdminService
 from services.moderation import ModerationService, ModLog, Outcome
 from services.policy import PolicyService
@@ -92,9 +93,9 @@ async def test_a_refund_on_the_same_day_gives_todays_credits_back(
     job_id = await delivered_job(storage, 3)
     assert await remaining(storage) == 7
     result = await moderation.refund(GUILD, job_id, actor_id=MOD)
-    assert result.done and action_text(result) == f"Refunded 3 credits to <@{USER}>."
+    assert result.done and action_text(t, result) == f"Refunded 3 credits to <@{USER}>."
     assert (result.outcome, result.amount) == (Outcome.REFUNDED, 3)
-    assert action_detail(result) == ""
+    assert action_detail(t, result) == ""
     assert await remaining(storage) == 10
 
 
@@ -108,17 +109,17 @@ async def test_a_refund_of_an_earlier_days_job_is_granted_for_today(
     result = await moderation.refund(GUILD, job_id, actor_id=MOD)
     assert result.done
     assert (result.outcome, result.day) == (Outcome.REFUNDED_TODAY, DAY_ONE.date())
-    assert action_text(result) == (
+    assert action_text(t, result) == (
         f"Refunded 3 credits to <@{USER}>: the job was on 2030-05-17 (UTC),"
         " so they were granted for today instead."
     )
-    assert action_detail(result) == "job of 2030-05-17: granted for today"
+    assert action_detail(t, result) == "job of 2030-05-17: granted for today"
     assert await remaining(storage) == 9  # the member can use them today
     grants = [e for e in await storage.quota.ledger(USER, GUILD) if e.kind == LedgerKind.GRANT]
     assert [(g.amount, g.actor_id) for g in grants] == [(3, MOD)]
     assert grants[0].reason == f"refund of job {job_id} from 2030-05-17"
     again = await moderation.refund(GUILD, job_id, actor_id=MOD)
-    assert not again.done and action_text(again) == f"Job `{job_id}` was already refunded."
+    assert not again.done and action_text(t, again) == f"Job `{job_id}` was already refunded."
     assert await remaining(storage) == 9
 
 
@@ -130,7 +131,7 @@ async def test_a_refund_after_a_reset_of_that_day_says_so(
     assert await remaining(storage) == 10
     result = await moderation.refund(GUILD, job_id, actor_id=MOD)
     assert not result.done and result.outcome == Outcome.RESET
-    assert action_text(result) == (
+    assert action_text(t, result) == (
         f"Nothing to refund: job `{job_id}`'s credits were already given back by a reset"
         " of that day."
     )

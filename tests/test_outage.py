@@ -150,7 +150,7 @@ async def test_bad_token_is_one_error_and_one_notice_for_several_jobs(
 
 def test_members_read_no_host_or_port() -> None:
     err = APIConnectionError("could not connect to RunComfy: Cannot connect to host 127.0.0.1:9")
-    text = reason_for(err)
+    text = str(reason_for(err))
     assert text == "The image service isn't available right now."
     assert "127.0.0.1" not in text and ":9" not in text
 

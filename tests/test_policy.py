@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cogs.i18n import ENGLISH as EN
 from cogs.refusals import refusal_text
-from cogs.render import format_duration
 from services.policy import (
     Banned,
     CoolingDown,
@@ -86,7 +86,7 @@ async def test_wrong_channel_names_the_allowed_channels(storage, service) -> Non
     refused = await refusal(service, ctx(channel_id=CHANNEL))
     assert refused.rule == "channel"
     assert isinstance(refused, WrongChannel) and refused.channel_ids == (11, 12)
-    assert refusal_text(refused) == "Image generation is only enabled in <#11>, <#12>."
+    assert refusal_text(EN, refused) == "Image generation is only enabled in <#11> and <#12>."
     assert refused.frees_at is None
     assert (await service.check(ctx(channel_id=12))).safety_tolerance == 4
 
@@ -109,7 +109,7 @@ async def test_a_thread_is_allowed_by_itself_or_by_its_parent(storage, service) 
 async def test_a_long_channel_list_is_shortened(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_channel_ids=frozenset(range(11, 19)))
     refused = await refusal(service, ctx())
-    assert refusal_text(refused).endswith("<#15> and 3 more.")
+    assert refusal_text(EN, refused).endswith("<#15>, and 3 more.")
 
 
 async def test_moderators_follow_the_channel_rule_too(storage, service) -> None:
@@ -121,7 +121,7 @@ async def test_missing_role_names_the_roles(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_role_ids=frozenset({77}))
     refused = await refusal(service, ctx(role_ids=frozenset({5, 6})))
     assert refused.rule == "role"
-    assert refusal_text(refused) == "The studio here is for members with the role <@&77>."
+    assert refusal_text(EN, refused) == "The studio here is for members with the role <@&77>."
     await service.check(ctx(role_ids=frozenset({6, 77})))
     assert (await refusal(service, ctx(is_moderator=True))).rule == "role"
 
@@ -129,8 +129,8 @@ async def test_missing_role_names_the_roles(storage, service) -> None:
 async def test_several_roles_are_listed(storage, service) -> None:
     await storage.policy.update(GUILD, allowed_role_ids=frozenset({77, 78}))
     refused = await refusal(service, ctx())
-    assert refusal_text(refused) == (
-        "The studio here is for members with one of these roles: <@&77>, <@&78>."
+    assert refusal_text(EN, refused) == (
+        "The studio here is for members with one of these roles: <@&77> and <@&78>."
     )
 
 
@@ -144,7 +144,8 @@ async def test_a_permanent_ban_refuses_with_the_reason(storage, service) -> None
     assert refused.frees_at is None
     assert isinstance(refused, Banned) and refused.reason == "spam\nspam"
     assert (
-        refusal_text(refused) == "You're banned from the studio in this server. Reason: spam spam"
+        refusal_text(EN, refused)
+        == "You're banned from the studio in this server. Reason: spam spam"
     )
 
 
@@ -157,7 +158,7 @@ async def test_a_timed_ban_says_when_it_ends_and_then_ends(storage) -> None:
     assert refused.rule == "banned"
     assert refused.frees_at == until
     stamp = int(until.timestamp())
-    assert refusal_text(refused) == (
+    assert refusal_text(EN, refused) == (
         f"You're banned from the studio in this server until <t:{stamp}:R>."
     )
     # The cached ban expires by itself: no invalidation needed.
@@ -188,8 +189,8 @@ async def test_cooldown_says_when_the_member_may_go_again(storage, service) -> N
     assert refused.rule == "cooldown"
     assert refused.frees_at == frees_at
     assert isinstance(refused, CoolingDown) and refused.cooldown_seconds == 30
-    assert refusal_text(refused) == (
-        f"You can use the studio again <t:{int(frees_at.timestamp())}:R> (cooldown: 30 s)."
+    assert refusal_text(EN, refused) == (
+        f"You can use the studio again <t:{int(frees_at.timestamp())}:R> (cooldown: 30 sec)."
     )
     await service.check(ctx(last_job_at=NOW - timedelta(seconds=30)))
     await service.check(ctx(last_job_at=None))
@@ -206,7 +207,7 @@ async def test_too_many_jobs_in_flight(storage, service) -> None:
     refused = await refusal(service, ctx(in_flight=2))
     assert refused.rule == "in_flight"
     assert refused.frees_at is None
-    assert "2 jobs in progress (limit: 2 at a time)" in refusal_text(refused)
+    assert "2 jobs in progress (limit: 2 at a time)" in refusal_text(EN, refused)
     # The limit bounds spend, so it binds moderators as well.
     assert (await refusal(service, ctx(in_flight=2, is_moderator=True))).rule == "in_flight"
 
@@ -222,7 +223,9 @@ async def test_the_default_in_flight_limit_is_three(service) -> None:
 async def test_dms_are_refused_by_default(service) -> None:
     refused = await refusal(service, ctx(guild_id=None))
     assert refused.rule == "dms"
-    assert refusal_text(refused) == "The studio doesn't work in DMs. Use it in a server instead."
+    assert (
+        refusal_text(EN, refused) == "The studio doesn't work in DMs. Use it in a server instead."
+    )
 
 
 async def test_dms_when_the_operator_allows_them(storage) -> None:
@@ -253,12 +256,15 @@ async def test_asking_above_the_ceiling_is_refused(storage, service) -> None:
     assert refused.rule == "safety"
     assert isinstance(refused, SafetyTooHigh)
     assert (refused.asked, refused.ceiling, refused.age_restricted_ceiling) == (5, 3, None)
-    assert refusal_text(refused) == "Safety 5 is above this server's ceiling of 3. Pick 3 or lower."
+    assert (
+        refusal_text(EN, refused)
+        == "Safety 5 is above this server's ceiling of 3. Pick 3 or lower."
+    )
 
 
 async def test_the_refusal_points_to_age_restricted_channels(service) -> None:
     refused = await refusal(service, ctx(safety=6))
-    assert refusal_text(refused) == (
+    assert refusal_text(EN, refused) == (
         "Safety 6 is above this server's ceiling of 4 here"
         " (age-restricted channels allow up to 6). Pick 4 or lower."
     )
@@ -283,7 +289,7 @@ async def test_the_default_is_clamped_with_a_note_when_the_member_did_not_ask(st
     service = PolicyService(storage, default_safety=4)
     decision = await service.check(ctx(safety=None))
     assert decision.safety_tolerance == 2
-    assert decision.notes == ("safety lowered to 2, this server's ceiling",)
+    assert [str(n) for n in decision.notes] == ["safety lowered to 2, this server's ceiling"]
 
 
 async def test_a_default_below_the_ceiling_is_kept(storage) -> None:
@@ -300,7 +306,7 @@ async def test_a_blocked_prompt_is_refused_without_echoing_it(storage, service) 
     refused = await refusal(service, ctx(prompt="A RED Dragon over the sea"))
     assert refused.rule == "blocklist"
     assert refused.matched == entry.pattern
-    assert "dragon" not in refusal_text(refused).lower()
+    assert "dragon" not in refusal_text(EN, refused).lower()
     await service.check(ctx(prompt="a red wyvern over the sea"))
 
 
@@ -422,7 +428,7 @@ def test_every_rule_has_its_own_sentence() -> None:
         CoolingDown(NOW, 30),
     ]
     assert {type(r) for r in refusals} == set(PolicyRefusal.__subclasses__())
-    told = {refusal_text(r) for r in refusals}
+    told = {refusal_text(EN, r) for r in refusals}
     assert len(told) == len(refusals)
     assert "The studio can't take this request here right now." not in told
 
@@ -430,13 +436,13 @@ def test_every_rule_has_its_own_sentence() -> None:
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [
-        (0, "0 s"),
-        (45, "45 s"),
-        (90, "1 min 30 s"),
-        (3600, "1 h"),
-        (5400, "1 h 30 min"),
-        (86_400 * 3 + 3600 * 4 + 60, "3 d 4 h"),
+        (0, "0 sec"),
+        (45, "45 sec"),
+        (90, "1 min 30 sec"),
+        (3600, "1 hr"),
+        (5400, "1 hr 30 min"),
+        (86_400 * 3 + 3600 * 4 + 60, "3 days 4 hr"),
     ],
 )
 def test_format_duration(seconds: int, shown: str) -> None:
-    assert format_duration(seconds) == shown
+    assert EN.duration(seconds) == shown

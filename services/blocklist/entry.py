@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.wording import Wording, said
+
 MAX_PATTERN_LENGTH = 200
 
 
@@ -18,7 +20,7 @@ class BlockMatch:
 class InvalidBlocklistEntry(ValueError):
     """A moderator's entry that cannot be used; `reason` is written for the moderator."""
 
-    def __init__(self, pattern: str, reason: str) -> None:
+    def __init__(self, pattern: str, reason: Wording) -> None:
         super().__init__(f"invalid blocklist entry {pattern!r}: {reason}")
         self.pattern = pattern
         self.reason = reason
@@ -27,8 +29,13 @@ class InvalidBlocklistEntry(ValueError):
 def check_size(pattern: str) -> None:
     """Raise InvalidBlocklistEntry if `pattern` is blank or longer than MAX_PATTERN_LENGTH."""
     if not pattern.strip():
-        raise InvalidBlocklistEntry(pattern, "is empty")
+        raise InvalidBlocklistEntry(pattern, said("is empty"))
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise InvalidBlocklistEntry(
-            pattern, f"is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}"
+            pattern,
+            said(
+                "is {length} characters long; the limit is {limit}",
+                length=len(pattern),
+                limit=MAX_PATTERN_LENGTH,
+            ),
         )

@@ -14,6 +14,7 @@ import re2
 
 from services.blocklist import folding
 from services.blocklist.entry import InvalidBlocklistEntry
+from services.wording import Wording, said
 
 # Case-insensitive as before; groups are never read, so none are captured (faster, and entries
 # that reuse a group name can share the combined alternation).
@@ -21,11 +22,6 @@ _OPTIONS = re2.Options()
 _OPTIONS.case_sensitive = False
 _OPTIONS.never_capture = True
 _OPTIONS.log_errors = False  # a refused entry is the moderator's business, not stderr's
-
-_UNSUPPORTED = (
-    "uses a feature the blocklist doesn't support ({feature}). Use plain words, word*, "
-    "or a simpler pattern."
-)
 
 
 class Regex(Protocol):
@@ -41,11 +37,13 @@ def compile_regex(pattern: str) -> Regex:
     except re2.error as exc:
         raise InvalidBlocklistEntry(pattern, _refusal(pattern, exc)) from exc
     if regex.search(b"") is not None:
-        raise InvalidBlocklistEntry(pattern, "matches empty text, so it would block every prompt")
+        raise InvalidBlocklistEntry(
+            pattern, said("matches empty text, so it would block every prompt")
+        )
     return regex
 
 
-def _refusal(pattern: str, exc: re2.error) -> str:
+def _refusal(pattern: str, exc: re2.error) -> Wording:
     """Why RE2 refused `pattern`: malformed, or a feature RE2 lacks."""
     detail = exc.args[0] if exc.args else ""
     message = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
@@ -53,8 +51,12 @@ def _refusal(pattern: str, exc: re2.error) -> str:
     try:
         re.compile(pattern)
     except re.error as bad:
-        return f"is not a valid regular expression: {bad}"
-    return _UNSUPPORTED.format(feature=_feature(pattern, message))
+        return said("is not a valid regular expression: {detail}", detail=str(bad))
+    return said(
+        "uses a feature the blocklist doesn't support ({feature}). Use plain words, word*,"
+        " or a simpler pattern.",
+        feature=_feature(pattern, message),
+    )
 
 
 def _feature(pattern: str, message: str) -> str:

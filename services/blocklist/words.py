@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from services.blocklist import folding
 from services.blocklist.entry import MAX_PATTERN_LENGTH, InvalidBlocklistEntry
+from services.wording import said
 
 # Character classes used when verifying a candidate token against an entry word.
 _LETTER_CLASS = {"i": "[i\x00]", "l": "[l\x00]", folding.AMBIGUOUS: "[il\x00]"}
@@ -56,7 +57,7 @@ def parse_words(pattern: str) -> WordEntry:
     body = text[1:-1] if exact else text.rstrip("*")
     words = folding.render(folding.pieces(folding.fold(body), leet=True, glued=False)).split()
     if not words:
-        raise InvalidBlocklistEntry(pattern, "has no letters or digits")
+        raise InvalidBlocklistEntry(pattern, said("has no letters or digits"))
     return WordEntry(tuple(words), prefix, exact)
 
 

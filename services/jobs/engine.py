@@ -67,6 +67,7 @@ from services.metrics import Metrics
 from services.policy import CoolingDown, PolicyRefusal, PolicyService, RequestContext
 from services.prompt_text import clean_text
 from services.settings import JobTiming
+from services.wording import N_
 from storage import QuotaSettings, Storage
 from storage.models import (
     Balance,
@@ -79,12 +80,12 @@ from storage.models import (
 
 log = logging.getLogger("services.jobs")
 
-RESTART_LOST_SUBMIT = (
+RESTART_LOST_SUBMIT = N_(
     "The bot restarted while sending this job, so it can't tell whether RunComfy received it."
     " It was dropped and your credits are back; please try again."
 )
-NOT_ACKNOWLEDGED = "Discord didn't accept the bot's reply in time; nothing was sent."
-NEVER_ACKNOWLEDGED = (
+NOT_ACKNOWLEDGED = N_("Discord didn't accept the bot's reply in time; nothing was sent.")
+NEVER_ACKNOWLEDGED = N_(
     "The bot stopped before Discord received its answer, so the job was never started;"
     " the credits are back."
 )
@@ -233,6 +234,7 @@ class JobService:
                     token_expires_at=who.token_expires_at,
                     age_restricted_channel=who.age_restricted_channel,
                     form_id=spec.form_id,
+                    locale=who.locale,
                 ),
                 role_ids=who.role_ids,
                 max_in_flight=decision.policy.max_jobs_in_flight or None,

@@ -6,26 +6,43 @@ import asyncio
 import logging
 from typing import Any
 
+from services.wording import Wording, said
 from storage.models import Job, JobState
 
 log = logging.getLogger("services.jobs")
 
+SUBMIT_UNKNOWN = said(
+    "The connection to RunComfy broke while sending this job, so the bot can't follow it."
+    " Your credits are back; please try again."
+)
+NO_IMAGE = said("RunComfy finished without any image.")
 
-def timeout_reason(job_timeout: float, cancelled: bool) -> str:
-    """Why a job past its deadline failed (``cancelled``: RunComfy dropped it too)."""
-    minutes = job_timeout / 60
-    if minutes >= 1:
-        took = f"{minutes:g} minute" + ("" if minutes == 1 else "s")
-    else:
-        took = f"{job_timeout:g} s"
-    what = "it was cancelled there" if cancelled else "the bot gave up on it"
-    return f"RunComfy didn't finish this job within {took}, so {what}."
+
+def unexpected(job_id: str) -> Wording:
+    """A job ended by a bug: the member gets the job id an operator can look up."""
+    return said("Something went wrong on our side (job `{job_id}`).", job_id=job_id)
+
+
+def timeout_reason(job_timeout: float, cancelled: bool) -> Wording:
+    """Why a job past its deadline failed (``cancelled``: RunComfy dropped it too).
+
+    ``seconds`` is a duration the cogs write in the reader's words."""
+    seconds = round(job_timeout)
+    if cancelled:
+        return said(
+            "RunComfy didn't finish this job within {seconds}, so it was cancelled there.",
+            seconds=seconds,
+        )
+    return said(
+        "RunComfy didn't finish this job within {seconds}, so the bot gave up on it.",
+        seconds=seconds,
+    )
 
 
 def moved_note(job: Job) -> str:
     """What the log line of a state change adds about the job's new state."""
     if job.state == JobState.FAILED and job.error:
-        return f" ({job.error})"
+        return f" ({Wording.parse(job.error)})"
     if job.state == JobState.SUBMITTED:
         return f" (RunComfy request {job.request_id})"
     if job.state == JobState.DELIVERED:

@@ -26,6 +26,7 @@ from client.errors import (
 from services.jobs.breaker import CircuitBreaker
 from services.jobs.runcomfy import reason_for
 from services.metrics import Metrics
+from services.wording import Wording
 from storage.models import Job
 
 log = logging.getLogger("services.jobs")
@@ -120,7 +121,7 @@ class ApiWatch:
                 outage.failed_jobs,
             )
 
-    def failed(self, job: Job, err: RunComfyError, *, submit: bool = False) -> str:
+    def failed(self, job: Job, err: RunComfyError, *, submit: bool = False) -> Wording:
         """``job`` fails because of ``err``: note it; returns what to tell the member."""
         kind = classify(err)
         if submit and kind in (OutageKind.CONNECTION, OutageKind.SERVER):

@@ -23,7 +23,8 @@ from client.errors import (
 from client.models import JobState as ApiState
 from client.models import JobStatus as ApiStatus
 from client.retry import is_retryable
-from services.jobs.notes import late_submit, moved_note, timeout_reason
+from services.jobs import notes
+from services.jobs.notes import SUBMIT_UNKNOWN
 from services.jobs.outage import ApiWatch
 from services.jobs.request import JobRequest
 from services.jobs.runcomfy import cancel_quietly, download
@@ -31,6 +32,7 @@ from services.jobs.running import RunningJob, RunningJobs
 from services.jobs.types import JobEvents, JobPresenter, Progress
 from services.policy import PolicyService
 from services.settings import JobTiming
+from services.wording import Wording
 from storage import Storage
 from storage.models import Job, JobState
 
@@ -42,10 +44,6 @@ DELIVERABLE = frozenset({JobState.COMPLETED, JobState.AWAITING_APPROVAL})
 UNFINISHED = frozenset(s for s in JobState if not s.is_terminal)
 _API_TO_STORE = {ApiState.QUEUED: JobState.QUEUED, ApiState.RUNNING: JobState.RUNNING}
 
-SUBMIT_UNKNOWN = (
-    "The connection to RunComfy broke while sending this job, so the bot can't follow it."
-    " Your credits are back; please try again."
-)
 # After a transient API error that escaped the client's own retries: wait this long (capped by
 # the job's deadline) before following the job again.
 FOLLOW_PAUSE = 1.0
@@ -93,7 +91,7 @@ class JobPipeline:
         if self._submits:
             _, late = await asyncio.wait(list(self._submits), timeout=self._timing.submit_grace)
             for submit in late:  # still on the wire: the next start fails and refunds it
-                submit.add_done_callback(late_submit)
+                submit.add_done_callback(notes.late_submit)
         tasks: list[asyncio.Task[None]] = list(self._retries)
         for running in self.running:
             if running.retry is not None:
@@ -126,7 +124,7 @@ class JobPipeline:
                 # A result exists: never fail or refund it; post it later (or at the next start).
                 self._postpone(current, running)
             else:
-                await self.fail(job.id, f"Something went wrong on our side (job `{job.id}`).")
+                await self.fail(job.id, notes.unexpected(job.id))
         finally:
             if running.task is asyncio.current_task():
                 running.task = None
@@ -231,7 +229,7 @@ class JobPipeline:
                 await asyncio.sleep(min(FOLLOW_PAUSE, max(0.0, deadline - loop.time())))
         self._watch.recovered()
         if not urls:
-            return await self._fail_or_current(job, "RunComfy finished without any image.")
+            return await self._fail_or_current(job, notes.NO_IMAGE)
         done = await self.transition(job.id, JobState.COMPLETED, FOLLOWING, result_urls=urls)
         return done or await self.current(job)
 
@@ -244,7 +242,9 @@ class JobPipeline:
     async def _give_up(self, job: Job) -> Job:
         """The job's deadline passed: cancel it at RunComfy where possible, fail and refund."""
         cancelled = await cancel_quietly(self._client, job)
-        return await self._fail_or_current(job, timeout_reason(self._timing.job_timeout, cancelled))
+        return await self._fail_or_current(
+            job, notes.timeout_reason(self._timing.job_timeout, cancelled)
+        )
 
     # -- gate and deliver ---------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class JobPipeline:
                 # copy the caller has (the moderators' log entry's attachments).
                 images, missing = await download(self._client, job.id, fallback_urls)
             if not images and not missing:
-                return await self.fail(job.id, "RunComfy finished without any image.")
+                return await self.fail(job.id, notes.NO_IMAGE)
             try:
                 # No image could be fetched: the presenter posts the URLs as links.
                 delivery = await self._presenter.deliver(job, images, missing)
@@ -353,14 +353,14 @@ class JobPipeline:
 
     # -- endings ------------------------------------------------------------------------------
 
-    async def fail(self, job_id: str, reason: str) -> Job | None:
+    async def fail(self, job_id: str, reason: Wording) -> Job | None:
         """FAILED (credits refunded) unless the job already ended; tell the member why."""
-        failed = await self.transition(job_id, JobState.FAILED, UNFINISHED, error=reason[:1000])
+        failed = await self.transition(job_id, JobState.FAILED, UNFINISHED, error=reason.stored())
         if failed is not None:
             await self.finish(failed)
         return failed
 
-    async def _fail_or_current(self, job: Job, reason: str) -> Job:
+    async def _fail_or_current(self, job: Job, reason: Wording) -> Job:
         return await self.fail(job.id, reason) or await self.current(job)
 
     async def finish(self, job: Job) -> None:
@@ -395,5 +395,5 @@ class JobPipeline:
         moved = await self._storage.jobs.transition(job_id, to, expected=expected, **fields)
         if moved is not None:
             self._watch.moved(moved)
-            log.info("job %s: -> %s%s", job_id, to.value, moved_note(moved))
+            log.info("job %s: -> %s%s", job_id, to.value, notes.moved_note(moved))
         return moved

@@ -24,6 +24,7 @@ from services.errors import InvalidInput
 from services.jobs.types import DEFAULT_UPLOAD_LIMIT, JobSpec
 from services.policy import PolicyDecision
 from services.prompt_text import has_visible_text
+from services.wording import Wording
 from storage.models import Job, JobKind
 
 OPTION_FIELDS = tuple(f.name for f in fields(GenerationOptions))
@@ -36,7 +37,7 @@ class JobRequest:
     # ceiling): a re-roll asks again only for what was chosen, so a lowered ceiling clamps.
     safety_chosen: bool = False
     upload_limit: int = DEFAULT_UPLOAD_LIMIT  # the interaction's attachment size limit
-    notes: tuple[str, ...] = ()  # the policy's notes (e.g. a clamped safety), shown on the status
+    notes: tuple[Wording, ...] = ()  # the policy's notes (a clamped safety), shown on the status
 
     @property
     def options(self) -> GenerationOptions:
@@ -53,7 +54,7 @@ class JobRequest:
         params["upload_limit"] = self.upload_limit
         params["safety_chosen"] = self.safety_chosen
         if self.notes:
-            params["notes"] = list(self.notes)
+            params["notes"] = [n.stored() for n in self.notes]
         return params
 
     @classmethod
@@ -70,7 +71,7 @@ class JobRequest:
             api,
             safety_chosen=bool(p.get("safety_chosen", False)),
             upload_limit=int(p.get("upload_limit") or DEFAULT_UPLOAD_LIMIT),
-            notes=tuple(str(n) for n in p.get("notes", ())),
+            notes=tuple(Wording.parse(str(n)) for n in p.get("notes", ())),
         )
 
 
@@ -105,7 +106,9 @@ def validated(spec: JobSpec) -> GenerationRequest:
     if len(spec.prompt) > MAX_PROMPT_LENGTH:
         raise InvalidInput(
             "prompt",
-            f"Your prompt is {len(spec.prompt):,} characters; the limit is {MAX_PROMPT_LENGTH:,}.",
+            "Your prompt is {length} characters; the limit is {limit}.",
+            length=len(spec.prompt),
+            limit=MAX_PROMPT_LENGTH,
         )
     if not has_visible_text(spec.prompt):
         raise InvalidInput("prompt", "The prompt has no visible text. Nothing was charged.")
@@ -123,7 +126,9 @@ def validated(spec: JobSpec) -> GenerationRequest:
         if not spec.image_urls:
             raise InvalidInput("image_urls", "An edit needs at least one image.")
         if len(spec.image_urls) > MAX_EDIT_IMAGES:
-            raise InvalidInput("image_urls", f"An edit takes at most {MAX_EDIT_IMAGES} images.")
+            raise InvalidInput(
+                "image_urls", "An edit takes at most {limit} images.", limit=MAX_EDIT_IMAGES
+            )
         return EditRequest(spec.prompt, tuple(spec.image_urls), options)
     return TextToImageRequest(spec.prompt, options)
 

@@ -18,6 +18,7 @@ from client.errors import (
     UnexpectedResponseError,
 )
 from client.models import CancelOutcome, DownloadedImage
+from services.wording import N_, Wording, said
 from storage.models import Job
 
 log = logging.getLogger("services.jobs")
@@ -25,7 +26,7 @@ log = logging.getLogger("services.jobs")
 DOWNLOAD_LIMIT = 64 * 2**20
 # An outage (bad token, no balance, RunComfy unreachable or down) is the operator's business:
 # members get this, and the presenter adds that their credits are back.
-OUTAGE_REASON = "The image service isn't available right now."
+OUTAGE_REASON = N_("The image service isn't available right now.")
 
 
 async def download(
@@ -62,14 +63,14 @@ async def cancel_quietly(client: RunComfyClient, job: Job) -> bool:
     return outcome is CancelOutcome.CANCELLED
 
 
-def reason_for(err: RunComfyError) -> str:
+def reason_for(err: RunComfyError) -> Wording:
     """What to tell the member about an API error (never the raw body)."""
     if isinstance(err, JobFailedError):
-        return f"RunComfy could not make this image ({err.message})."
+        return said("RunComfy could not make this image ({message}).", message=err.message[:900])
     if isinstance(
         err, APIConnectionError | AuthenticationError | InsufficientBalanceError | ServerError
     ):
-        return OUTAGE_REASON  # never the message: it names hosts and sockets
+        return Wording(OUTAGE_REASON)  # never the message: it names hosts and sockets
     if isinstance(err, RateLimitedError | UnexpectedResponseError):
-        return "The image service had a problem with this job."
-    return f"RunComfy error: {err.message}."
+        return said("The image service had a problem with this job.")
+    return said("RunComfy error: {message}.", message=err.message[:900])

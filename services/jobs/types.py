@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from client.models import DownloadedImage
 from services.errors import NotAllowed
 from services.policy import PolicyRefusal
+from services.wording import Wording
 from storage.models import Job, JobKind, JobState
 
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
@@ -38,6 +39,7 @@ class Requester:
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     # The channel the guild's channel rules apply to: a thread's parent; None: ``channel_id``.
     rules_channel_id: int | None = None
+    locale: str | None = None  # the member's Discord locale, kept with the job for later posts
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,7 @@ class JobSpec:
 @dataclass(frozen=True, slots=True)
 class Reservation:
     job: Job
-    notes: tuple[str, ...]  # from the policy decision, to show the member
+    notes: tuple[Wording, ...]  # from the policy decision, to show the member
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,4 +159,6 @@ def ensure_reusable(job: Job, *, actor_id: int, guild_id: int | None) -> None:
     if job.guild_id != guild_id or (job.guild_id is None and actor_id != job.user_id):
         raise NotAllowed("reuse", "That result belongs to another server.")
     if job.state != JobState.DELIVERED:
-        raise NotAllowed("reuse", f"Job `{job.id}` has no posted result to work from.")
+        raise NotAllowed(
+            "reuse", "Job `{job_id}` has no posted result to work from.", job_id=job.id
+        )

@@ -186,7 +186,9 @@ class ModerationService:
             try:
                 existed = await self._sink.remove_result(job)
             except LogUnavailable as err:
-                raise ModerationError(f"The result could not be deleted: {err.problem}") from err
+                raise ModerationError(
+                    "The result could not be deleted: {problem}", problem=err.problem
+                ) from err
             job = await self._storage.jobs.set_fields(job_id, result_message_id=None) or job
             log.info("job %s: result removed by user %s", job_id, actor_id)
             return ActionResult(job, Outcome.REMOVED if existed else Outcome.GONE)

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Protocol
 
 from client.models import DownloadedImage
 from services.errors import NotAllowed, StudioError
+from services.wording import N_
 from storage.models import Job, JobKind, JobState
 
 if TYPE_CHECKING:
     from services.jobs.outage import Outage
 
-REJECTED_ERROR = "Not approved by a moderator."
+REJECTED_ERROR = N_("Not approved by a moderator.")
 CLOSE_GRACE = 2.0  # seconds shutdown waits for log entries being posted
 BLOCKED_WINDOW = timedelta(minutes=1)  # one blocked-prompt entry per member per guild per window
-REMOVED_MESSAGE = "A moderator removed this result, so it can't be used again."
-WRONG_ENTRY = "This button is not on the job's log entry, so it does nothing."
+REMOVED_MESSAGE = N_("A moderator removed this result, so it can't be used again.")
+WRONG_ENTRY = N_("This button is not on the job's log entry, so it does nothing.")
 
 
 def utcnow() -> datetime:
