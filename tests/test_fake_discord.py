@@ -949,7 +949,9 @@ async def test_responses_followups_edits_and_dms_are_held_to_the_limits(
     ]
     original = await sent.wait_for_original(lambda m: bool(m.embeds))
     assert original is not None and original.embeds[0]["title"] == X * 256
-    (dm,) = fake.messages_in(fake.dm_channel(fake.guild.member.user))
+    dms = fake.dm_channel(fake.guild.member.user)
+    await fake.wait_until(lambda: fake.messages_in(dms), poll=0.01)  # sent after the others
+    (dm,) = fake.messages_in(dms)
     assert dm.content == X * 2000
 
 
