@@ -265,13 +265,17 @@ def instance_lock(database_path: Path) -> Iterator[None]:
 
 
 async def _open_storage(stack: contextlib.AsyncExitStack, settings: BotSettings) -> Storage:
-    path = settings.database_path
+    name = "DATABASE_URL" if settings.database_url else "DATABASE_PATH"
     try:
-        return await stack.enter_async_context(Storage.open(path, settings.quota))
+        return await stack.enter_async_context(
+            Storage.open(settings.database_target, settings.quota)
+        )
     except SchemaTooNewError as err:
-        raise StartupError(f"DATABASE_PATH: {err}") from err
+        raise StartupError(f"{name}: {err}") from err
     except (OSError, sqlite3.Error) as err:
-        raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
+        if settings.database_url:  # the error names the server, never the password
+            raise StartupError(f"{name}: {err}") from err
+        raise StartupError(f"{name}: cannot open {settings.database_path}: {err}") from err
 
 
 async def sync_only(settings: BotSettings, **options: Any) -> bool:
@@ -292,7 +296,8 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
     if warning := default_safety_warning(settings.default_safety):
         log.warning("%s", warning)
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(instance_lock(settings.database_path))
+        if settings.database_url is None:  # PostgreSQL: shard claims instead (services.cluster)
+            stack.enter_context(instance_lock(settings.database_path))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         storage = await _open_storage(stack, settings)
         bot = create_bot(

@@ -1,4 +1,8 @@
-"""The storage facade the bot opens once: ``async with Storage.open(path, quota) as storage``."""
+"""The storage facade the bot opens once: ``async with Storage.open(target, quota) as storage``.
+
+``target`` is an SQLite file's path, or a ``postgresql://`` URL (several bot processes can share
+that database); the same stores, closures and behaviours run on either.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,19 @@ from storage.db import Database, integrity_problems
 from storage.estimates import EstimateStore
 from storage.jobs import JobStore
 from storage.migrations import migrate, refuse_newer
+from storage.pg import is_postgres_url
 from storage.policy import PolicyStore
 from storage.quota import QuotaStore
 from storage.settings import QuotaSettings
 
 
 class Storage:
-    """One database file: the job ledger, the quota ledger, guild policy, learned timings."""
+    """One database: the job ledger, the quota ledger, guild policy, learned timings."""
 
     def __init__(
         self,
         db: Database,
-        path: Path,
+        path: Path | str,
         quota: QuotaSettings,
         clock: Clock,
         schema_version: int,
@@ -43,6 +48,15 @@ class Storage:
         """SQLite's own check of the file plus foreign keys; [] when all is well."""
         return await self._db.read(integrity_problems)
 
+    @property
+    def db(self) -> Database:
+        """The connection, for what is built on it (leases, signals, the copy tool)."""
+        return self._db
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
     @classmethod
     @asynccontextmanager
     async def open(
@@ -59,8 +73,12 @@ class Storage:
         SchemaTooNewError, before writing anything, if the file comes from a newer version of
         the bot. ``clock`` (timezone-aware UTC ``now``) is for tests that move through days.
         """
-        path = Path(path)
-        db = await Database.connect(path)
+        if is_postgres_url(path):
+            db = await Database.connect_postgres(str(path))
+            path = db.path  # the URL without its password
+        else:
+            path = Path(path)
+            db = await Database.connect(path)
         try:
             await db.query(refuse_newer)
             await db.enable_wal()

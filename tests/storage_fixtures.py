@@ -54,11 +54,11 @@ def new_job(user_id: int = 1, guild_id: int | None = GUILD, cost: int = 1, **fie
 
 @asynccontextmanager
 async def open_storage(
-    tmp_path: Path, *, clock: FakeClock | None = None, **quota: Any
+    where: Path | str, *, clock: FakeClock | None = None, **quota: Any
 ) -> AsyncIterator[Storage]:
-    async with Storage.open(
-        tmp_path / "bot.sqlite3", QuotaSettings(**quota), clock=clock or FakeClock()
-    ) as storage:
+    """Storage in a folder (an SQLite file there) or at a PostgreSQL URL (the db_target fixture)."""
+    target = where / "bot.sqlite3" if isinstance(where, Path) else where
+    async with Storage.open(target, QuotaSettings(**quota), clock=clock or FakeClock()) as storage:
         yield storage
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from storage import JobState, LedgerKind, SchemaTooNewError, Storage
 from storage import migrations as migrations_module
-from storage.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from storage.migrations import LATEST_VERSION, MIGRATIONS, migrate, sqlite_statements
 from tests.storage_fixtures import GUILD, FakeClock, new_job, open_storage
 
 DAY = "2025-03-14"
@@ -138,7 +138,7 @@ async def test_each_upgrade_sets_user_version_in_the_same_transaction(tmp_path):
     [version] = [i for i, s in enumerate(statements) if s.startswith("PRAGMA user_version =")]
     assert len(begins) == len(commits) == 1
     ddl = [i for i, s in enumerate(statements) if s.lstrip().startswith(("CREATE", "ALTER"))]
-    assert len(ddl) == sum(len(m) for m in MIGRATIONS)
+    assert len(ddl) == sum(len(sqlite_statements(m)) for m in MIGRATIONS)
     assert begins[0] < min(ddl) and max(ddl) < version < commits[0]
 
 
@@ -160,11 +160,11 @@ async def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):
         conn.close()
 
 
-async def test_reopening_keeps_everything(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_reopening_keeps_everything(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=2))
         await storage.policy.update(GUILD, cooldown_seconds=30)
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         again = await storage.jobs.get(job.id)
         assert again == job
         assert (await storage.policy.get(GUILD)).cooldown_seconds == 30
