@@ -42,6 +42,7 @@ from client import RunComfyClient
 from cogs.render import NO_MENTIONS
 from cogs.tree import StudioTree
 from cogs.wiring import Services, wire
+from services.leadership import Leadership
 from services.metrics import Metrics
 from services.policy import default_safety_warning
 from services.redact import RedactTokens as RedactTokens  # tests import it from here
@@ -104,6 +105,7 @@ class StudioBot(commands.Bot):
         self.open_forms: set[str] = set()  # custom_ids of the forms discord.py holds (cogs.routing)
         self.handling: set[asyncio.Task[Any]] = set()  # button and form actions running now
         self.answered = asyncio.Event()  # Discord answered the log-in (setup_hook began)
+        self.leadership = Leadership(storage.cluster, self.lead)
 
     @property
     def tree(self) -> StudioTree:  # type: ignore[override]  # narrowed to our subclass
@@ -119,6 +121,10 @@ class StudioBot(commands.Bot):
         # Jobs first: a failing sync must not keep members waiting for their results.
         await self.timings.load()  # before resumed jobs poll: they use what was learned
         await self.jobs.resume()
+        await self.leadership.begin()  # one process of several: sync, held log entries
+
+    async def lead(self) -> None:
+        """The once-per-bot duties (services.leadership), run by one process of several."""
         self.moderation.start()  # held jobs whose log entry could not be posted before
         self.synced = await self.sync_if_changed()
 
@@ -203,11 +209,16 @@ class StudioBot(commands.Bot):
             if self.handling:  # clicks being handled (an Approve posting its result) finish
                 await asyncio.wait(list(self.handling), timeout=HANDLING_GRACE)
             self.pacing.stop()  # background steps stop waiting for calm
+            await self.leadership.close()
             await self.jobs.close()
             await self.timings.close()
             self.presenter.close()
             await self.moderation.close()
         await super().close()
+
+
+class ShardedStudioBot(StudioBot, commands.AutoShardedBot):
+    """The bot on several gateway shards (SHARD_COUNT, SHARD_IDS)."""
 
 
 def create_bot(
@@ -227,7 +238,11 @@ def create_bot(
     made when the client is made here)."""
     metrics = metrics or Metrics()
     client = runcomfy or RunComfyClient(session, settings.client, on_request=metrics.api_request)
-    return StudioBot(
+    cls = StudioBot
+    if settings.shard_count is not None:  # this process's slice of the gateway shards
+        cls = ShardedStudioBot
+        options.update(shard_count=settings.shard_count, shard_ids=settings.shards)
+    return cls(
         settings=settings,
         storage=storage,
         runcomfy=client,
@@ -300,6 +315,11 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
             stack.enter_context(instance_lock(settings.database_path))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         storage = await _open_storage(stack, settings)
+        if taken := await storage.cluster.claim_shards(settings.shards):
+            raise StartupError(
+                f"SHARD_IDS: another bot process already runs shard(s) {taken} on this database;"
+                " stop it first or give this one other SHARD_IDS"
+            )
         bot = create_bot(
             settings, session=session, storage=storage, sync_commands=sync_commands, **options
         )

@@ -58,6 +58,11 @@ class JobTiming:
     delivery_retry: float = 5.0
     delivery_retry_max: float = 300.0
     delivery_attempts: int = 6
+    # Several processes on PostgreSQL: a job's lease lasts this long unrenewed (renewed every
+    # third of it), so a dead process's jobs are taken over within about this long; jobs another
+    # process ended are checked for this often when no signal came (storage.cluster).
+    lease_seconds: float = 30.0
+    lease_check: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,17 @@ class BotSettings:
     database_url: str | None = field(default=None, repr=False)  # may hold a password
     shard_count: int | None = None  # SHARD_COUNT: the gateway shards of the whole bot
     shard_ids: tuple[int, ...] | None = None  # SHARD_IDS: this process's; None: all of them
+
+    @property
+    def shards(self) -> list[int]:
+        """This process's gateway shards (all of them without SHARD_IDS)."""
+        return list(self.shard_ids or range(self.shard_count or 1))
+
+    @property
+    def lease_owner(self) -> str:
+        """This process's name on the jobs it holds: its shards, which no other live process
+        on the database has (bot.py refuses a second one), so a restart finds its own jobs."""
+        return f"shards {','.join(map(str, self.shards))} of {self.shard_count or 1}"
 
     @property
     def database_target(self) -> Path | str:

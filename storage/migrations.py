@@ -272,9 +272,20 @@ _V5 = (
     """,
 )
 
+# v6: job leases, so that several bot processes on one PostgreSQL database share the work: the
+# process holding a job's lease runs it and renews the lease; when that process dies, another
+# takes the job over once the lease has expired (storage.leases). On PostgreSQL every state
+# change is also announced (NOTIFY), so a process following a job hears at once that another
+# ended it. Jobs from before have no lease: the first process to claim them takes them.
+_V6 = (
+    "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+    Dialects(None, pg_schema.JOB_STATE_NOTIFY),
+)
+
 # Ordered: a new migration is appended as the next entry. A statement is SQL both backends run
 # (PostgreSQL's types via storage.dialect.ddl) or a Dialects pair.
-MIGRATIONS: tuple[tuple[str | Dialects, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str | Dialects, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST_VERSION = len(MIGRATIONS)
 
 

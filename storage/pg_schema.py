@@ -29,6 +29,18 @@ CREATE TRIGGER job_state_changed AFTER UPDATE OF state ON jobs
     FOR EACH ROW EXECUTE FUNCTION job_state_changed();
 """
 
+# v6: the same history, and a NOTIFY on the channel every bot process listens on (delivered at
+# COMMIT, so a listener never hears of a change it cannot read yet).
+JOB_CHANNEL = "studio_jobs"
+JOB_STATE_NOTIFY = f"""
+CREATE OR REPLACE FUNCTION job_state_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_events (job_id, state, at) VALUES (NEW.id, NEW.state, NEW.updated_at);
+    PERFORM pg_notify('{JOB_CHANNEL}', NEW.id);
+    RETURN NULL;
+END $$;
+"""
+
 # Job rows keep their insertion order, as SQLite's rowid does ("ORDER BY created_at, rowid").
 JOBS_ROWID = "ALTER TABLE jobs ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY"
 

@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from storage.clock import Clock, utc_now
+from storage.cluster import ClusterStore
 from storage.db import Database, integrity_problems
 from storage.estimates import EstimateStore
 from storage.jobs import JobStore
+from storage.leases import LeaseStore
 from storage.migrations import migrate, refuse_newer
 from storage.pg import is_postgres_url
 from storage.policy import PolicyStore
@@ -31,6 +33,7 @@ class Storage:
         quota: QuotaSettings,
         clock: Clock,
         schema_version: int,
+        url: str | None = None,
     ) -> None:
         self.path = path
         self.schema_version = schema_version
@@ -39,6 +42,8 @@ class Storage:
         self.quota = QuotaStore(db, quota, clock)
         self.policy = PolicyStore(db, clock)
         self.estimates = EstimateStore(db, clock)  # job durations the client learned
+        self.leases = LeaseStore(db, clock)  # which process runs which job
+        self.cluster = ClusterStore(db, url)  # shard and leader locks, job signals
 
     async def ping(self) -> None:
         """One trivial query: the database thread answers (for health checks)."""
@@ -73,8 +78,9 @@ class Storage:
         SchemaTooNewError, before writing anything, if the file comes from a newer version of
         the bot. ``clock`` (timezone-aware UTC ``now``) is for tests that move through days.
         """
-        if is_postgres_url(path):
-            db = await Database.connect_postgres(str(path))
+        url = str(path) if is_postgres_url(path) else None
+        if url is not None:
+            db = await Database.connect_postgres(url)
             path = db.path  # the URL without its password
         else:
             path = Path(path)
@@ -83,6 +89,6 @@ class Storage:
             await db.query(refuse_newer)
             await db.enable_wal()
             _, version = await db.query(migrate)
-            yield cls(db, path, quota or QuotaSettings(), clock, version)
+            yield cls(db, path, quota or QuotaSettings(), clock, version, url)
         finally:
             await db.close()

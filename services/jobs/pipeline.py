@@ -2,8 +2,7 @@
 
 Each step writes the row that lets a restart tell what happened before its side effect (the
 rules are in ``services/jobs/engine.py``). Progress goes to the presenter, held and ended jobs
-to the events (the moderators' log). No discord imports.
-"""
+to the events (the moderators' log). No discord imports."""
 
 from __future__ import annotations
 
@@ -117,8 +116,9 @@ class JobPipeline:
             if job.state == JobState.COMPLETED:
                 await self.deliver(job, running)
         except asyncio.CancelledError:
-            log.info("job %s: stopped by shutdown (kept for the next start)", job.id)
-            raise
+            if not running.elsewhere:  # else another process ended it or holds it: nothing to do
+                log.info("job %s: stopped by shutdown (kept for the next start)", job.id)
+                raise
         except Exception:
             log.exception("job %s: unexpected error", job.id)
             current = await self.current(job)
@@ -209,9 +209,10 @@ class JobPipeline:
         deadline = loop.time() + self._remaining(job)
         while True:
             try:
-                urls = await handle.wait(
-                    timeout=max(0.0, deadline - loop.time()), on_status=on_status
-                )
+                with running.waiting():  # another process's Cancel may stop this wait
+                    urls = await handle.wait(
+                        timeout=max(0.0, deadline - loop.time()), on_status=on_status
+                    )
                 break
             except JobCancelledError:
                 cancelled = await self.transition(job.id, JobState.CANCELLED, FOLLOWING)
