@@ -317,7 +317,8 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
         storage = await _open_storage(stack, settings)
         if taken := await storage.cluster.claim_shards(settings.shards):
             raise StartupError(
-                f"SHARD_IDS: another bot process already runs shard(s) {taken} on this database;"
+                f"SHARD_IDS: another bot process already runs shard {', '.join(map(str, taken))}"
+                " on this database;"
                 " stop it first or give this one other SHARD_IDS"
             )
         bot = create_bot(
