@@ -193,7 +193,14 @@ class PgConnection:
         return Cursor([], 0)
 
     def _version(self) -> int:
-        exists = self._wait(self._conn.fetchval("SELECT to_regclass('schema_version')"))
-        if exists is None:
+        # The catalog table, not to_regclass(): its cache may predate another process's
+        # migration that committed while this transaction waited for the write lock.
+        exists = self._wait(
+            self._conn.fetchval(
+                "SELECT count(*) FROM pg_catalog.pg_tables"
+                " WHERE schemaname = current_schema() AND tablename = 'schema_version'"
+            )
+        )
+        if not exists:
             return 0
         return self._wait(self._conn.fetchval("SELECT max(version) FROM schema_version")) or 0
