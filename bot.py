@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -27,7 +26,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import discord
 from discord.ext import commands
 from dotenv import load_dotenv
 
+from bot_locks import claim_shards, instance_lock
 from bot_metrics import serve_metrics
 from bot_startup import StartupError, invite_url, login_within, run_check, setup_logging
 from client import RunComfyClient
@@ -253,32 +253,6 @@ def create_bot(
     )
 
 
-@contextlib.contextmanager
-def instance_lock(database_path: Path) -> Iterator[None]:
-    """Hold ``<database>.lock`` exclusively: one running bot per database.
-
-    Two bots on one database would resume (and fail) each other's jobs. The lock is released
-    by the kernel when the process ends, however it ends.
-    """
-    path = database_path.with_name(database_path.name + ".lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115  # held open for the whole run
-    except OSError as err:
-        raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StartupError(
-                f"DATABASE_PATH: another bot is already running on {database_path}"
-                f" (it holds {path}); stop it first"
-            ) from None
-        yield
-    finally:
-        handle.close()  # releases the lock
-
-
 async def _open_storage(stack: contextlib.AsyncExitStack, settings: BotSettings) -> Storage:
     name = "DATABASE_URL" if settings.database_url else "DATABASE_PATH"
     try:
@@ -315,12 +289,7 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
             stack.enter_context(instance_lock(settings.database_path))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         storage = await _open_storage(stack, settings)
-        if taken := await storage.cluster.claim_shards(settings.shards):
-            raise StartupError(
-                f"SHARD_IDS: another bot process already runs shard {', '.join(map(str, taken))}"
-                " on this database;"
-                " stop it first or give this one other SHARD_IDS"
-            )
+        await claim_shards(storage, settings)  # PostgreSQL: one process per shard
         bot = create_bot(
             settings, session=session, storage=storage, sync_commands=sync_commands, **options
         )

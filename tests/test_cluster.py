@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -47,7 +47,12 @@ class Process:
 
 @contextlib.asynccontextmanager
 async def process(
-    url: str, fake: FakeRunComfy, session: aiohttp.ClientSession, owner: str
+    url: str,
+    fake: FakeRunComfy,
+    session: aiohttp.ClientSession,
+    owner: str,
+    *,
+    check_every: float | None = None,
 ) -> AsyncIterator[Process]:
     async with Storage.open(url, QUOTA) as storage:
         client = RunComfyClient(
@@ -63,7 +68,9 @@ async def process(
             PolicyService(storage),
             presenter,
             quota=QUOTA,
-            timing=cluster_timing(),
+            timing=replace(
+                cluster_timing(), lease_check=check_every or cluster_timing().lease_check
+            ),
             lease_owner=owner,
         )
         await jobs.resume()
@@ -151,6 +158,8 @@ async def test_a_cancel_on_another_process_stops_the_follower_within_a_second(
     signals: bool,
 ) -> None:
     fake, session = fakes
+    # With signals, the periodic check is too rare to be what stops the follower in time.
+    check_every = 30.0 if signals else 0.2
     if not signals:  # LISTEN lost: the periodic check alone must stop the follower
 
         @contextlib.asynccontextmanager
@@ -160,7 +169,7 @@ async def test_a_cancel_on_another_process_stops_the_follower_within_a_second(
         monkeypatch.setattr(ClusterStore, "job_signals", deaf)
     fake.script(JobScript(queue_seconds=FOREVER))
     async with (
-        process(postgres_url, fake, session, "follower") as follower,
+        process(postgres_url, fake, session, "follower", check_every=check_every) as follower,
         process(postgres_url, fake, session, "clicked") as clicked,
     ):
         reservation = await follower.jobs.reserve(
@@ -170,6 +179,10 @@ async def test_a_cancel_on_another_process_stops_the_follower_within_a_second(
         await follower.jobs.accepted(reservation.job)
         await wait_job_state(follower.storage, job_id, JobState.QUEUED)
         await until(lambda: follower.jobs.active_count() == 1)
+        # RunComfy stops answering the follower's polls, so only the database can tell it
+        for endpoint in ("status", "result"):
+            fake.inject(endpoint, times=1000, delay=FOREVER)
+        await asyncio.sleep(0.1)
 
         # The Cancel button reaches the other process (the one with the server's shard).
         result = await clicked.jobs.cancel(

@@ -19,11 +19,9 @@ from datetime import timedelta
 from services.jobs.running import RunningJobs
 from services.settings import JobTiming
 from storage import Storage
-from storage.models import Job, JobState
+from storage.models import Job
 
 log = logging.getLogger("services.jobs")
-
-FOLLOWED = frozenset({JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING})
 
 
 class LeaseKeeper:
@@ -90,8 +88,9 @@ class LeaseKeeper:
                 log.info("following job changes from other processes (LISTEN)")
             while True:
                 woken = False
+                quiet = min(self._check_every, max(0.0, next_renew - loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    woken = await asyncio.wait_for(self._wake.wait(), self._check_every)
+                    woken = await asyncio.wait_for(self._wake.wait(), quiet)
                 self._wake.clear()
                 heard, self._heard = self._heard, set()
                 try:
@@ -122,11 +121,12 @@ class LeaseKeeper:
         if not ids:
             return
         for job_id, (state, holder) in (await self._storage.leases.holders(ids)).items():
-            if state in FOLLOWED and holder in (self.owner, None):
+            # Only this process moves a job it follows on, except to an end (Cancel elsewhere).
+            if not state.is_terminal and holder in (self.owner, None):
                 continue
             running = self._running.get(job_id)
             if running is not None and running.task is not None and running.following:
-                why = "ended" if state not in FOLLOWED else "taken over"
+                why = "ended" if state.is_terminal else "taken over"
                 log.info("job %s: %s by another process; stopped following it", job_id, why)
                 running.elsewhere = True
                 running.task.cancel()

@@ -1,8 +1,8 @@
 """One linear coroutine per job: submit -> follow -> gate -> deliver -> finished.
 
-Each step writes the row that lets a restart tell what happened before its side effect (the
-rules are in ``services/jobs/engine.py``). Progress goes to the presenter, held and ended jobs
-to the events (the moderators' log). No discord imports."""
+Each step writes the row that lets a restart tell what happened before its side effect (rules:
+``services/jobs/engine.py``). Progress goes to the presenter, held and ended jobs to the events
+(the moderators' log). No discord imports."""
 
 from __future__ import annotations
 
@@ -229,7 +229,8 @@ class JobPipeline:
                 if loop.time() >= deadline:
                     return await self._give_up(job)
                 log.warning("job %s: RunComfy trouble (%s); still following", job.id, err)
-                await asyncio.sleep(min(FOLLOW_PAUSE, max(0.0, deadline - loop.time())))
+                with running.waiting():
+                    await asyncio.sleep(min(FOLLOW_PAUSE, max(0.0, deadline - loop.time())))
         self._watch.recovered()
         if not urls:
             return await self._fail_or_current(job, "RunComfy finished without any image.")
