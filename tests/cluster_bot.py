@@ -45,10 +45,12 @@ async def _run(args: argparse.Namespace) -> None:
     settings = harness_settings(
         Path(args.folder), runcomfy_base=args.runcomfy, guild_id=0, daily_credits=1000
     )
+    postgres = args.database.startswith("postgresql://")
     settings = replace(
         settings,
         guild_id=None,  # global commands: every guild, whichever process syncs them
-        database_url=args.database,
+        database_url=args.database if postgres else None,
+        database_path=Path(args.folder) / "bot.sqlite3" if postgres else Path(args.database),
         shard_count=args.shard_count,
         shard_ids=tuple(int(i) for i in args.shard_ids.split(",")),
         discord_cdn_origins=(args.discord,),
@@ -92,7 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--discord", required=True)
     parser.add_argument("--runcomfy", required=True)
-    parser.add_argument("--database", required=True)
+    parser.add_argument("--database", required=True, help="a postgresql:// URL or an SQLite file")
     parser.add_argument("--folder", required=True, help="where the command hash is kept")
     parser.add_argument("--shard-count", type=int, required=True)
     parser.add_argument("--shard-ids", required=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +19,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import bot
 from client import RunComfyClient
 from client.settings import ClientSettings
 from services.jobs import CancelResult, JobService, JobSpec
@@ -229,23 +229,32 @@ async def test_two_processes_with_the_same_shards_are_refused(postgres_url: str)
         assert await second.cluster.claim_shards([2, 3]) == []
 
 
-async def test_bot_refuses_to_start_on_shards_another_process_runs(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for name, value in {
+async def test_bot_refuses_to_start_on_shards_another_process_runs(postgres_url: str) -> None:
+    env = {
+        **os.environ,
         "DISCORD_TOKEN": "x",
         "RUNCOMFY_API_TOKEN": "y",
         "DATABASE_URL": postgres_url,
         "SHARD_COUNT": "2",
         "SHARD_IDS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
+        "LOG_LEVEL": "WARNING",
+    }
     async with Storage.open(postgres_url) as running:
         assert await running.cluster.claim_shards([1]) == []
-        code = await asyncio.to_thread(bot.main, ["--env-file", "/nonexistent"])
-    assert code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
-    assert errors == [
+        second = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "bot.py",
+            "--env-file",
+            "/nonexistent",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            _, err = await second.communicate()
+    assert second.returncode == 1
+    assert err.decode().strip().splitlines() == [
         "error: SHARD_IDS: another bot process already runs shard 1 on this database;"
         " stop it first or give this one other SHARD_IDS"
     ]
