@@ -4,8 +4,9 @@
   same shards are refused) and one for the leader, the single process that syncs commands and
   runs the once-per-bot duties. The server drops them when the process's connection ends,
   however it ends.
-- Job signals: every job state change is announced (``NOTIFY``, storage.pg_schema); a process
-  listens on a connection of its own and hears of a change another process made at its COMMIT.
+- Signals: every job state change and every change to a guild's rules is announced
+  (``NOTIFY``, storage.pg_schema); a process listens on a connection of its own and hears of a
+  change another process made at its COMMIT.
 
 On SQLite there is one process: every lock is granted and there is nothing to listen to.
 """
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 
 from storage.db import Database
-from storage.pg_schema import JOB_CHANNEL
+from storage.pg_schema import JOB_CHANNEL, POLICY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,28 @@ class ClusterStore:
         return taken
 
     @contextlib.asynccontextmanager
-    async def job_signals(self, on_change: Callable[[str], None]) -> AsyncIterator[bool]:
-        """Call ``on_change(job_id)`` on every job state change; yields False on SQLite."""
+    async def signals(
+        self, on_job: Callable[[str], None], on_policy: Callable[[int], None]
+    ) -> AsyncIterator[bool]:
+        """Call ``on_job(job_id)`` on every job state change and ``on_policy(guild_id)`` on every
+        change to a guild's rules, while in the block; yields False (nothing heard) on SQLite."""
         if self._url is None:
             yield False
             return
         conn = await asyncpg.connect(self._url)
 
-        def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            on_change(payload)
+        def job(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            on_job(payload)
+
+        def policy(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            on_policy(int(payload))
 
         try:
-            await conn.add_listener(JOB_CHANNEL, heard)
+            await conn.add_listener(JOB_CHANNEL, job)
+            await conn.add_listener(POLICY_CHANNEL, policy)
             yield True
         finally:
             try:
                 await conn.close()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("closing the job signal connection: %r", exc)
+                log.warning("closing the signal connection: %r", exc)

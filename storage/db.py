@@ -251,11 +251,15 @@ class Database:
     @classmethod
     async def connect_postgres(cls, url: str) -> Database:
         """Connect to PostgreSQL at ``url``; the same closures then run against it (storage.pg)."""
+        worker = _Worker()
         try:
-            conn = await PgConnection.connect(url)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseOpenError(redact(url), f"PostgreSQL: {exc}") from exc
-        return cls(_Worker(), conn, redact(url))
+            conn = await worker.call(PgConnection.connect, url)
+        except BaseException as exc:
+            await worker.stop(lambda: None)
+            if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise DatabaseOpenError(redact(url), f"PostgreSQL: {exc}") from exc
+            raise
+        return cls(worker, conn, redact(url))
 
     @property
     def dialect(self) -> str:

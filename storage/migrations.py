@@ -276,11 +276,13 @@ _V5 = (
 # process holding a job's lease runs it and renews the lease; when that process dies, another
 # takes the job over once the lease has expired (storage.leases). On PostgreSQL every state
 # change is also announced (NOTIFY), so a process following a job hears at once that another
-# ended it. Jobs from before have no lease: the first process to claim them takes them.
+# ended it, and so is every change to a guild's rules (each process caches them). Jobs from
+# before have no lease: the first process to claim them takes them.
 _V6 = (
     "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
     "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
     Dialects(None, pg_schema.JOB_STATE_NOTIFY),
+    Dialects(None, pg_schema.POLICY_NOTIFY),
 )
 
 # Ordered: a new migration is appended as the next entry. A statement is SQL both backends run

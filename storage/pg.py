@@ -1,12 +1,13 @@
 """A PostgreSQL connection that the storage closures use as they use an sqlite3 connection.
 
 Each storage operation is a synchronous function over a connection, run on the database thread
-(storage.db). For PostgreSQL that thread holds a :class:`PgConnection`: each ``execute`` is
-handed to asyncpg on the event loop and waited for, so one set of closures (and of behaviours)
-serves both backends. Statements are translated by storage.dialect; transaction control keeps
-SQLite's meaning: ``BEGIN IMMEDIATE`` also takes one advisory lock that every writer of the
-database takes, so writes from several processes are serialised exactly as SQLite's file lock
-serialises them (reads never wait for it). Errors come back as sqlite3's DB-API classes.
+(storage.db). For PostgreSQL that thread holds a :class:`PgConnection`: asyncpg on an event loop
+of the thread's own, each ``execute`` run to its answer, so one set of closures (and of
+behaviours) serves both backends. Statements are translated by storage.dialect; transaction
+control keeps SQLite's meaning: ``BEGIN IMMEDIATE`` also takes one advisory lock that every
+writer of the database takes, so writes from several processes are serialised exactly as
+SQLite's file lock serialises them (reads never wait for it). Errors come back as sqlite3's
+DB-API classes.
 """
 
 from __future__ import annotations
@@ -117,7 +118,11 @@ def _status_count(status: str) -> int:
 
 
 class PgConnection:
-    """One asyncpg connection, driven from the database thread."""
+    """One asyncpg connection on an event loop of its own, both living on the database thread.
+
+    Each statement runs that loop until asyncpg has the answer: no hop to the bot's event loop,
+    so a busy bot (Discord events, status edits) never slows the database down.
+    """
 
     dialect = "postgresql"
 
@@ -126,17 +131,21 @@ class PgConnection:
         self._loop = loop
 
     @classmethod
-    async def connect(cls, url: str) -> PgConnection:
-        conn = await asyncpg.connect(url, statement_cache_size=STATEMENT_CACHE)
-        return cls(conn, asyncio.get_running_loop())
-
-    @property
-    def raw(self) -> asyncpg.Connection:
-        return self._conn
+    def connect(cls, url: str) -> PgConnection:
+        """On the database thread: a loop of its own, and the connection on it."""
+        loop = asyncio.new_event_loop()
+        try:
+            conn = loop.run_until_complete(
+                asyncpg.connect(url, statement_cache_size=STATEMENT_CACHE)
+            )
+        except BaseException:
+            loop.close()
+            raise
+        return cls(conn, loop)
 
     def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
-            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+            return self._loop.run_until_complete(coro)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise _error(exc) from exc
 
@@ -165,7 +174,10 @@ class PgConnection:
         self._wait(self._conn.execute(sql))
 
     def close(self) -> None:
-        self._wait(self._conn.close())
+        try:
+            self._wait(self._conn.close())
+        finally:
+            self._loop.close()
 
     def _special(self, sql: str) -> Cursor | None:
         """Transaction control and the PRAGMAs the package uses, in PostgreSQL's terms."""

@@ -41,6 +41,22 @@ BEGIN
 END $$;
 """
 
+# v6 too: a change to a guild's rules is announced, so every process drops its cached copy.
+POLICY_CHANNEL = "studio_policy"
+POLICY_NOTIFY = f"""
+CREATE FUNCTION policy_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{POLICY_CHANNEL}', coalesce(NEW.guild_id, OLD.guild_id)::text);
+    RETURN NULL;
+END $$;
+""" + "".join(
+    f"""
+CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION policy_changed();
+"""
+    for table in ("guild_policy", "role_tiers", "user_overrides", "blocklist", "bans")
+)
+
 # Job rows keep their insertion order, as SQLite's rowid does ("ORDER BY created_at, rowid").
 JOBS_ROWID = "ALTER TABLE jobs ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY"
 

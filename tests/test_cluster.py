@@ -43,6 +43,7 @@ class Process:
     storage: Storage
     jobs: JobService
     presenter: RecordingPresenter
+    policy: PolicyService
 
 
 @contextlib.asynccontextmanager
@@ -62,10 +63,11 @@ async def process(
             polling=FAST_POLLING,
         )
         presenter = RecordingPresenter()
+        policy = PolicyService(storage)
         jobs = JobService(
             storage,
             client,
-            PolicyService(storage),
+            policy,
             presenter,
             quota=QUOTA,
             timing=replace(
@@ -75,7 +77,7 @@ async def process(
         )
         await jobs.resume()
         try:
-            yield Process(storage, jobs, presenter)
+            yield Process(storage, jobs, presenter, policy)
         finally:
             await jobs.close()
 
@@ -163,10 +165,10 @@ async def test_a_cancel_on_another_process_stops_the_follower_within_a_second(
     if not signals:  # LISTEN lost: the periodic check alone must stop the follower
 
         @contextlib.asynccontextmanager
-        async def deaf(self: ClusterStore, on_change: object) -> AsyncIterator[bool]:
+        async def deaf(self: ClusterStore, *callbacks: object) -> AsyncIterator[bool]:
             yield False
 
-        monkeypatch.setattr(ClusterStore, "job_signals", deaf)
+        monkeypatch.setattr(ClusterStore, "signals", deaf)
     fake.script(JobScript(queue_seconds=FOREVER))
     async with (
         process(postgres_url, fake, session, "follower", check_every=check_every) as follower,
@@ -198,6 +200,32 @@ async def test_a_cancel_on_another_process_stops_the_follower_within_a_second(
         assert fake.count("cancel") == 1
         assert await follower.storage.quota.audit() == []
         assert (await follower.storage.quota.balance(USER, WHO.guild_id)).used == 0
+
+
+async def test_a_rule_changed_on_one_process_reaches_the_others_cache(
+    postgres_url: str, fakes: tuple[FakeRunComfy, aiohttp.ClientSession]
+) -> None:
+    fake, session = fakes
+    guild = WHO.guild_id
+    assert guild is not None
+    async with (
+        process(postgres_url, fake, session, "a", check_every=30.0) as a,
+        process(postgres_url, fake, session, "b", check_every=30.0) as b,
+    ):
+        assert (await b.policy.policy(guild)).approval_mode is False  # cached by b now
+        assert (await b.policy.blocklist(guild)).check("a forbidden word") is None
+        # an admin on a (the guild's shard) turns approval on and blocks a word
+        await a.storage.policy.update(guild, approval_mode=True, log_channel_id=55)
+        await a.storage.policy.add_block(guild, "forbidden", is_regex=False, added_by=9)
+        a.policy.invalidate(guild)
+
+        async def b_sees_both() -> bool:
+            blocked = (await b.policy.blocklist(guild)).check("a forbidden word") is not None
+            return blocked and (await b.policy.policy(guild)).approval_mode
+
+        async with asyncio.timeout(1.0):  # b's cached copy is dropped when each change commits
+            while not await b_sees_both():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
 
 
 async def test_one_leader_and_another_takes_over_when_it_stops(postgres_url: str) -> None:

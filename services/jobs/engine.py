@@ -131,7 +131,12 @@ class JobService:
         )
         self._repeats = RepeatGuard(self._timing.repeat_window)
         self._leases = LeaseKeeper(
-            storage, self._pipeline.running, self._adopt, owner=lease_owner, timing=self._timing
+            storage,
+            self._pipeline.running,
+            self._adopt,
+            policy.invalidate,
+            owner=lease_owner,
+            timing=self._timing,
         )
 
     @property

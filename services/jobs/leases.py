@@ -5,7 +5,8 @@ process's leases, takes over jobs whose holder let its lease expire (it died: th
 are followed again by request_id and delivered once, through REST, which any process may use),
 and stops following a job another process ended (a Cancel or Reject clicked on a process that
 owns the server's shard): at once when the database announces the change (LISTEN/NOTIFY), or at
-the next periodic check if that signal is lost. No discord.
+the next periodic check if that signal is lost. It also drops this process's cached copy of a
+guild's rules when another process changed them. No discord.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class LeaseKeeper:
         storage: Storage,
         running: RunningJobs,
         adopt: Callable[[Job], Awaitable[None]],
+        on_policy: Callable[[int], None],
         *,
         owner: str,
         timing: JobTiming,
@@ -37,6 +39,7 @@ class LeaseKeeper:
         self._storage = storage
         self._running = running  # the pipeline's tasks
         self._adopt = adopt  # resume one claimed job (the engine's rules)
+        self._on_policy = on_policy  # another process changed a guild's rules: drop the cache
         self.owner = owner
         self._ttl = timedelta(seconds=timing.lease_seconds)
         self._renew_every = timing.lease_seconds / 3
@@ -83,9 +86,9 @@ class LeaseKeeper:
     async def _keep(self) -> None:
         loop = asyncio.get_running_loop()
         next_renew = loop.time() + self._renew_every
-        async with self._storage.cluster.job_signals(self.heard) as listening:
+        async with self._storage.cluster.signals(self.heard, self._on_policy) as listening:
             if listening:
-                log.info("following job changes from other processes (LISTEN)")
+                log.info("following job and rule changes from other processes (LISTEN)")
             while True:
                 woken = False
                 quiet = min(self._check_every, max(0.0, next_renew - loop.time()))
