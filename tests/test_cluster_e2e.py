@@ -23,7 +23,7 @@ import pytest
 from storage import Storage
 from storage.models import JobState
 from tests.e2e_harness import JOB_ID_IN_TEXT, button_id
-from tests.fakes.discord import FakeDiscord, FakeGuild
+from tests.fakes.discord import FakeDiscord, FakeGuild, StoredMessage
 from tests.fakes.runcomfy import FakeRunComfy, JobScript
 from tests.helpers import FOREVER, finish_now, wait_job_state
 
@@ -184,6 +184,99 @@ async def test_a_killed_processs_job_is_taken_over_and_a_cancel_on_its_restart_s
         results = [m for m in c.discord.messages_in(channel) if m.attachments]
         assert len(results) == 1  # the delivered one, once; nothing for the cancelled one
         assert c.runcomfy.count("submit") == 2
+
+
+async def test_moderators_buttons_work_on_jobs_another_process_holds(postgres_url: str) -> None:
+    async with cluster(postgres_url) as c:
+        guild = c.guilds[0]
+        log = c.discord.add_text_channel(guild, "mod-log")  # before the bots connect
+        await c.start(0)
+        await c.start(1)
+        for command, options, answer in (
+            ("log-channel", {"channel": log}, "The moderators' log now goes to"),
+            ("approval", {"enabled": True}, "Approval mode is on"),
+        ):
+            said = await c.discord.slash_command(
+                f"admin {command}", options, guild_id=guild.id, user=guild.admin
+            )
+            await said.wait_for_callback()
+            assert said.callback_data and answer in said.callback_data["content"]
+        held_ids = [(await c.imagine(0, f"held {n}"))[1] for n in range(2)]
+        async with Storage.open(postgres_url) as storage:
+            for job_id in held_ids:
+                await wait_job_state(storage, job_id, JobState.AWAITING_APPROVAL, timeout=30)
+            await _entries(c, log.id, held_ids)  # posted by shard 0's process
+            await c.kill(0)
+            for job_id in held_ids:
+                await _until_owner(storage, job_id, "shards 1 of 2")
+            await c.start(0)  # the clicks reach shard 0's new process; shard 1's holds the jobs
+            approve_id, reject_id = held_ids
+            entries = await _entries(c, log.id, held_ids)
+
+            loop = asyncio.get_running_loop()
+            for label, job_id, state in (
+                ("Approve", approve_id, JobState.DELIVERED),
+                ("Reject", reject_id, JobState.REJECTED),
+            ):
+                started = loop.time()
+                click = await c.discord.click_button(
+                    entries[job_id], button_id(entries[job_id], label), user=guild.admin
+                )
+                await click.wait_for_callback()
+                await wait_job_state(storage, job_id, state, timeout=5)
+                assert loop.time() - started < 1.0, label
+            delivered = await storage.jobs.get(approve_id)
+            assert delivered is not None and delivered.result_message_id is not None
+            assert delivered.result_message_id in c.discord.messages
+
+            # Remove and Refund on the approved result's entry, from the same process
+            entry = await c.discord.wait_until(
+                lambda: (
+                    (m := c.discord.messages.get(entries[approve_id].id))
+                    and "Refund" in [b["label"] for b in m.buttons()]
+                    and m
+                ),
+                timeout=10,
+                describe="the entry with Remove and Refund",
+            )
+            member = guild.member
+            assert member is not None
+            before = (await storage.quota.balance(member.id, guild.id)).used
+            for label in ("Remove", "Refund"):
+                click = await c.discord.click_button(
+                    entry, button_id(entry, label), user=guild.admin
+                )
+                await click.wait_for_callback()
+            await c.discord.wait_until(
+                lambda: delivered.result_message_id in c.discord.deleted_messages,
+                timeout=1.0,
+                describe="the result removed",
+            )
+            async with asyncio.timeout(1.0):
+                while (await storage.quota.balance(member.id, guild.id)).used == before:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            assert (await storage.quota.balance(member.id, guild.id)).used == 0
+            assert await storage.quota.audit() == []
+        channel = guild.text_channel
+        assert channel is not None
+        # the approved result was posted once (then removed); nothing for the rejected one
+        assert [m.id for m in c.discord.messages_in(channel) if m.attachments] == []
+        assert delivered.result_message_id in c.discord.deleted_messages
+
+
+async def _entries(c: Cluster, log_id: int, job_ids: list[str]) -> dict[str, StoredMessage]:
+    """Each job's entry in the moderators' log."""
+
+    def found() -> dict[str, StoredMessage] | None:
+        entries = {
+            job_id: m
+            for m in c.discord.messages_in(log_id)
+            for job_id in job_ids
+            if job_id in str(m.embeds)
+        }
+        return entries if len(entries) == len(job_ids) else None
+
+    return await c.discord.wait_until(found, timeout=30, describe="the log entries")
 
 
 async def test_a_second_process_on_a_running_shard_is_refused_with_one_line(
