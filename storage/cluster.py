@@ -58,10 +58,14 @@ class ClusterStore:
 
     @contextlib.asynccontextmanager
     async def signals(
-        self, on_job: Callable[[str], None], on_policy: Callable[[int], None]
+        self,
+        on_job: Callable[[str], None],
+        on_policy: Callable[[int], None],
+        on_lost: Callable[[], None],
     ) -> AsyncIterator[bool]:
         """Call ``on_job(job_id)`` on every job state change and ``on_policy(guild_id)`` on every
-        change to a guild's rules, while in the block; yields False (nothing heard) on SQLite."""
+        change to a guild's rules, while in the block; ``on_lost()`` if the connection drops
+        (nothing is heard from then on). Yields False (nothing to hear) on SQLite."""
         if self._url is None:
             yield False
             return
@@ -74,6 +78,7 @@ class ClusterStore:
             on_policy(int(payload))
 
         try:
+            conn.add_termination_listener(lambda _conn: on_lost())
             await conn.add_listener(JOB_CHANNEL, job)
             await conn.add_listener(POLICY_CHANNEL, policy)
             yield True

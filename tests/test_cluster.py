@@ -228,6 +228,37 @@ async def test_a_rule_changed_on_one_process_reaches_the_others_cache(
                 await asyncio.sleep(0.01)
 
 
+async def test_a_lost_signal_connection_is_opened_again_and_nothing_stays_stale(
+    postgres_url: str, fakes: tuple[FakeRunComfy, aiohttp.ClientSession]
+) -> None:
+    fake, session = fakes
+    guild = WHO.guild_id
+    assert guild is not None
+    async with (
+        process(postgres_url, fake, session, "a", check_every=0.2) as a,
+        process(postgres_url, fake, session, "b", check_every=0.2) as b,
+    ):
+        assert (await b.policy.policy(guild)).cooldown_seconds == 0  # cached by b
+        # the server drops the listening connections (a restart, a network blip)
+        dropped = await a.storage.db.query(
+            lambda c: c.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            ).fetchone()[0]
+        )
+        assert dropped == 2
+        # changed while nobody listens: b's copy is dropped once it listens again
+        await a.storage.policy.update(guild, cooldown_seconds=30)
+        async with asyncio.timeout(5.0):
+            while (await b.policy.policy(guild)).cooldown_seconds != 30:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        # it listens again (its copy was dropped once it did), so it hears this one at once
+        await a.storage.policy.update(guild, cooldown_seconds=60)
+        async with asyncio.timeout(1.0):
+            while (await b.policy.policy(guild)).cooldown_seconds != 60:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+
 async def test_one_leader_and_another_takes_over_when_it_stops(postgres_url: str) -> None:
     led: list[str] = []
 

@@ -134,7 +134,7 @@ class JobService:
             storage,
             self._pipeline.running,
             self._adopt,
-            policy.invalidate,
+            policy,
             owner=lease_owner,
             timing=self._timing,
         )

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Protocol
 
 from services.jobs.running import RunningJobs
 from services.settings import JobTiming
@@ -25,13 +26,21 @@ from storage.models import Job
 log = logging.getLogger("services.jobs")
 
 
+class RulesCache(Protocol):
+    """What the keeper drops when another process changes a guild's rules (PolicyService)."""
+
+    def invalidate(self, guild_id: int) -> None: ...
+
+    def invalidate_all(self) -> None: ...
+
+
 class LeaseKeeper:
     def __init__(
         self,
         storage: Storage,
         running: RunningJobs,
         adopt: Callable[[Job], Awaitable[None]],
-        on_policy: Callable[[int], None],
+        rules: RulesCache,
         *,
         owner: str,
         timing: JobTiming,
@@ -39,7 +48,7 @@ class LeaseKeeper:
         self._storage = storage
         self._running = running  # the pipeline's tasks
         self._adopt = adopt  # resume one claimed job (the engine's rules)
-        self._on_policy = on_policy  # another process changed a guild's rules: drop the cache
+        self._rules = rules  # this process's cached guild rules, dropped when they change
         self.owner = owner
         self._ttl = timedelta(seconds=timing.lease_seconds)
         self._renew_every = timing.lease_seconds / 3
@@ -84,31 +93,50 @@ class LeaseKeeper:
             self._wake.set()
 
     async def _keep(self) -> None:
+        """Upkeep while listening; when the signal connection is lost, listen again."""
+        again = False
+        while True:
+            lost = asyncio.Event()
+            try:
+                async with self._storage.cluster.signals(
+                    self.heard, self._rules.invalidate, lost.set
+                ) as listening:
+                    if listening:
+                        log.info("following job and rule changes from other processes (LISTEN)")
+                    if again:  # listening again: what changed meanwhile went unheard
+                        self._rules.invalidate_all()  # (the periodic check covers the jobs)
+                    await self._upkeep(lost)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("cannot listen for other processes' changes", exc_info=True)
+            again = True
+            await asyncio.sleep(self._check_every)
+
+    async def _upkeep(self, lost: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_renew = loop.time() + self._renew_every
-        async with self._storage.cluster.signals(self.heard, self._on_policy) as listening:
-            if listening:
-                log.info("following job and rule changes from other processes (LISTEN)")
-            while True:
-                woken = False
-                quiet = min(self._check_every, max(0.0, next_renew - loop.time()))
-                with contextlib.suppress(TimeoutError):
-                    woken = await asyncio.wait_for(self._wake.wait(), quiet)
-                self._wake.clear()
-                heard, self._heard = self._heard, set()
-                try:
-                    if self._storage.cluster.shared:
-                        # a signal: those jobs; a quiet period: every job (signals can be lost)
-                        await self._stop_ended_elsewhere(heard if woken else None)
-                    if loop.time() >= next_renew:
-                        next_renew = loop.time() + self._renew_every
-                        await self._storage.leases.renew(self.owner, self._ttl)
-                        await self._take_over()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # The database is unreachable for a moment: the leases outlive a few misses.
-                    log.warning("lease upkeep failed; trying again", exc_info=True)
+        while not lost.is_set():
+            woken = False
+            quiet = min(self._check_every, max(0.0, next_renew - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                woken = await asyncio.wait_for(self._wake.wait(), quiet)
+            self._wake.clear()
+            heard, self._heard = self._heard, set()
+            try:
+                if self._storage.cluster.shared:
+                    # a signal: those jobs; a quiet period: every job (signals can be lost)
+                    await self._stop_ended_elsewhere(heard if woken else None)
+                if loop.time() >= next_renew:
+                    next_renew = loop.time() + self._renew_every
+                    await self._storage.leases.renew(self.owner, self._ttl)
+                    await self._take_over()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database is unreachable for a moment: the leases outlive a few misses.
+                log.warning("lease upkeep failed; trying again", exc_info=True)
+        log.warning("the connection listening for other processes' changes was lost")
 
     async def _take_over(self) -> None:
         jobs = await self._storage.leases.claim(self.owner, self._ttl, takeover=True)
