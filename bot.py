@@ -5,8 +5,9 @@
     python bot.py --check  # check the tokens and the database, print the invite URL, exit
 
 ``--sync`` logs in, syncs and exits: no gateway connection, no job resumed, so it is safe while
-the service runs. A running bot holds an exclusive lock (``DATABASE_PATH`` + ``.lock``) for its
-lifetime: a second instance on the same database refuses to start.
+the service runs. On SQLite a running bot holds an exclusive lock (``DATABASE_PATH`` + ``.lock``)
+for its lifetime: a second instance on the same database refuses to start. On PostgreSQL
+(``DATABASE_URL``) several processes share the database, one per gateway shard (bot_locks.py).
 
 Settings come from the process environment, then ``.env`` (the environment wins). The HTTP
 session, the database and the RunComfy client are opened here with ``async with`` and handed to
