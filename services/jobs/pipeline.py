@@ -45,8 +45,7 @@ SUBMIT_UNKNOWN = (
     "The connection to RunComfy broke while sending this job, so the bot can't follow it."
     " Your credits are back; please try again."
 )
-# After a transient API error that escaped the client's own retries: wait this long (capped by
-# the job's deadline) before following the job again.
+# After a transient API error the client's retries gave up on: the wait before following again.
 FOLLOW_PAUSE = 1.0
 
 
