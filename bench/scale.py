@@ -117,11 +117,13 @@ class Bots:
 
 
 def add_guilds(fake: FakeDiscord) -> list[tuple[FakeGuild, list[FakeMember]]]:
-    """GUILDS guilds, one on each shard of 4 (snowflakes one apart above their low 22 bits)."""
+    """GUILDS guilds, one on each shard of 4: snowflakes 1,001 ms apart (never an id the fake
+    makes later), so ``(id >> 22) % shards`` differs."""
     base = fake.guild.id
     out = []
     for k in range(GUILDS):
-        guild = fake.guild if k == 0 else fake.add_guild(base + (k << 22), name=f"Guild {k}")
+        older = base - ((1001 * k) << 22)
+        guild = fake.guild if k == 0 else fake.add_guild(older, name=f"Guild {k}")
         members = [
             fake.add_member(guild, f"g{k}m{i}", roles=[guild.member_role]) for i in range(MEMBERS)
         ]
