@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -71,6 +72,7 @@ async def postgres() -> AsyncIterator[str]:
         yield url
     finally:
         await asyncio.to_thread(pg_server.stop, folder)
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 class Bots:
@@ -79,7 +81,7 @@ class Bots:
     def __init__(self, fake: FakeDiscord, runcomfy: str, database: str, count: int) -> None:
         self.fake, self.runcomfy, self.database, self.count = fake, runcomfy, database, count
         self.processes: dict[int, asyncio.subprocess.Process] = {}
-        self.folder = tempfile.mkdtemp(prefix="studio-bench-")
+        self.folder = tempfile.mkdtemp(prefix="studio-bench-")  # removed by close()
 
     async def start(self, shard: int) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -114,6 +116,7 @@ class Bots:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def add_guilds(fake: FakeDiscord) -> list[tuple[FakeGuild, list[FakeMember]]]:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 
 from storage.db import Database
+from storage.pg import CONNECT_TIMEOUT
 from storage.pg_schema import JOB_CHANNEL, POLICY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class ClusterStore:
         if self._url is None:
             yield False
             return
-        conn = await asyncpg.connect(self._url)
+        conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
 
         def job(_conn: object, _pid: int, _channel: str, payload: str) -> None:
             on_job(payload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,7 @@ async def _row_counts(storage: Storage) -> dict[str, int]:
     return await storage.db.read(run)
 
 
-def _copy_op(source: Path) -> object:
+def _copy_op(source: Path) -> Callable[[PgConnection], dict[str, int]]:
     """The target's write: every table, batch by batch, read from the source file."""
 
     def run(conn: PgConnection) -> dict[str, int]:

@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 WRITE_LOCK = 0x5354_5544_494F  # pg_advisory_xact_lock key every write transaction takes
 STATEMENT_CACHE = 512
+CONNECT_TIMEOUT = 10.0  # seconds; an unreachable server is one clear error, not a long hang
 
 
 def redact(url: str) -> str:
@@ -136,7 +137,7 @@ class PgConnection:
         loop = asyncio.new_event_loop()
         try:
             conn = loop.run_until_complete(
-                asyncpg.connect(url, statement_cache_size=STATEMENT_CACHE)
+                asyncpg.connect(url, statement_cache_size=STATEMENT_CACHE, timeout=CONNECT_TIMEOUT)
             )
         except BaseException:
             loop.close()

@@ -237,9 +237,13 @@ async def studio_env(
         FakeDiscord(**(discord_options or {})) as discord_fake,
         FakeRunComfy(token="test-token") as runcomfy,
         aiohttp.ClientSession() as session,
+        contextlib.AsyncExitStack() as stack,
     ):
-        # ``where``: a folder for the SQLite file, or a PostgreSQL URL (the db_target fixture)
-        folder = where if isinstance(where, Path) else Path(tempfile.mkdtemp(prefix="studio-"))
+        # ``where``: a folder for the SQLite file, or a PostgreSQL URL (the db_target fixture);
+        # with PostgreSQL the folder only holds the synced commands' hash
+        folder = where
+        if isinstance(where, str):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="studio-")))
         settings = harness_settings(
             folder,
             runcomfy_base=runcomfy.base_url,

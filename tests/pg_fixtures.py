@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -66,6 +67,7 @@ def postgres_server() -> Iterator[str]:
         yield url
     finally:
         pg_server.stop(folder)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def make_database(server: str, name: str | None = None) -> str:

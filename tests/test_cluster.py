@@ -54,6 +54,7 @@ async def process(
     owner: str,
     *,
     check_every: float | None = None,
+    listening: bool = True,
 ) -> AsyncIterator[Process]:
     async with Storage.open(url, QUOTA) as storage:
         client = RunComfyClient(
@@ -76,6 +77,8 @@ async def process(
             lease_owner=owner,
         )
         await jobs.resume()
+        if listening:  # what the tests change from now on is heard
+            await until(lambda: jobs.listening, timeout=10)
         try:
             yield Process(storage, jobs, presenter, policy)
         finally:
@@ -171,8 +174,10 @@ async def test_a_cancel_on_another_process_stops_the_follower_within_a_second(
         monkeypatch.setattr(ClusterStore, "signals", deaf)
     fake.script(JobScript(queue_seconds=FOREVER))
     async with (
-        process(postgres_url, fake, session, "follower", check_every=check_every) as follower,
-        process(postgres_url, fake, session, "clicked") as clicked,
+        process(
+            postgres_url, fake, session, "follower", check_every=check_every, listening=signals
+        ) as follower,
+        process(postgres_url, fake, session, "clicked", listening=signals) as clicked,
     ):
         reservation = await follower.jobs.reserve(
             JobSpec(kind=JobKind.IMAGINE, prompt="a cat"), WHO

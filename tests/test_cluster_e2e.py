@@ -97,13 +97,17 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def cluster(postgres_url: str) -> AsyncIterator[Cluster]:
-    async with FakeDiscord() as discord_fake, FakeRunComfy(token="test-token") as runcomfy:
+    async with (
+        FakeDiscord() as discord_fake,
+        FakeRunComfy(token="test-token") as runcomfy,
+        contextlib.AsyncExitStack() as stack,
+    ):
         first = discord_fake.guild
         # a guild on the other shard: 1,001 ms older (an odd step in the bits above the low 22),
         # so no id the fake makes from now on can be the same
         other = discord_fake.add_guild(first.id - (1001 << 22), name="Other Guild")
         guilds = {shard_of(first.id): first, shard_of(other.id): other}
-        folder = Path(tempfile.mkdtemp(prefix="studio-cluster-"))
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="studio-cluster-")))
         built = Cluster(discord_fake, runcomfy, postgres_url, guilds, folder)
         try:
             yield built

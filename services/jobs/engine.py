@@ -143,6 +143,11 @@ class JobService:
     def closing(self) -> bool:
         return self._pipeline.closing
 
+    @property
+    def listening(self) -> bool:
+        """Hearing other processes' job and rule changes now (PostgreSQL; for health checks)."""
+        return self._leases.listening
+
     def active_count(self) -> int:
         """Jobs with a task or a pending retry in this process."""
         return len(self._pipeline.running)

@@ -56,6 +56,7 @@ class LeaseKeeper:
         self._task: asyncio.Task[None] | None = None
         self._heard: set[str] = set()  # jobs the database said changed, not checked yet
         self._wake = asyncio.Event()
+        self.listening = False  # hearing other processes' changes now (PostgreSQL)
 
     @property
     def lease(self) -> tuple[str, timedelta]:
@@ -94,7 +95,6 @@ class LeaseKeeper:
 
     async def _keep(self) -> None:
         """Upkeep while listening; when the signal connection is lost, listen again."""
-        again = False
         while True:
             lost = asyncio.Event()
             try:
@@ -103,14 +103,18 @@ class LeaseKeeper:
                 ) as listening:
                     if listening:
                         log.info("following job and rule changes from other processes (LISTEN)")
-                    if again:  # listening again: what changed meanwhile went unheard
-                        self._rules.invalidate_all()  # (the periodic check covers the jobs)
-                    await self._upkeep(lost)
+                        # Rules read before now may have changed unheard (the periodic check
+                        # covers the jobs).
+                        self._rules.invalidate_all()
+                        self.listening = True
+                    try:
+                        await self._upkeep(lost)
+                    finally:
+                        self.listening = False
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("cannot listen for other processes' changes", exc_info=True)
-            again = True
             await asyncio.sleep(self._check_every)
 
     async def _upkeep(self, lost: asyncio.Event) -> None:
