@@ -182,3 +182,22 @@ async def test_the_ledger_is_append_only(tmp_path):
             conn.execute("DELETE FROM ledger")
     finally:
         conn.close()
+
+
+async def test_on_postgresql_the_ledger_is_append_only_and_a_newer_schema_is_refused(
+    postgres_url: str,
+) -> None:
+    async with open_storage(postgres_url) as storage:
+        await storage.jobs.create_reserved(new_job(cost=2))
+        for sql in ("UPDATE ledger SET amount = 0", "DELETE FROM ledger"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                await storage.db.write(lambda c, sql=sql: c.execute(sql))
+        assert await storage.quota.audit() == []
+        # as a newer bot would leave it
+        await storage.db.write(
+            lambda c: c.execute("UPDATE schema_version SET version = ?", (LATEST_VERSION + 1,))
+        )
+    with pytest.raises(SchemaTooNewError) as caught:
+        async with Storage.open(postgres_url):
+            pass
+    assert (caught.value.found, caught.value.supported) == (LATEST_VERSION + 1, LATEST_VERSION)
