@@ -5,8 +5,9 @@
     python bot.py --check  # check the tokens and the database, print the invite URL, exit
 
 ``--sync`` logs in, syncs and exits: no gateway connection, no job resumed, so it is safe while
-the service runs. A running bot holds an exclusive lock (``DATABASE_PATH`` + ``.lock``) for its
-lifetime: a second instance on the same database refuses to start.
+the service runs. On SQLite a running bot holds an exclusive lock (``DATABASE_PATH`` + ``.lock``)
+for its lifetime: a second instance on the same database refuses to start. On PostgreSQL
+(``DATABASE_URL``) several processes share the database, one per gateway shard (bot_locks.py).
 
 Settings come from the process environment, then ``.env`` (the environment wins). The HTTP
 session, the database and the RunComfy client are opened here with ``async with`` and handed to
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -27,7 +27,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import discord
 from discord.ext import commands
 from dotenv import load_dotenv
 
+from bot_locks import claim_shards, instance_lock
 from bot_metrics import serve_metrics
 from bot_startup import StartupError, invite_url, login_within, run_check, setup_logging
 from client import RunComfyClient
@@ -44,6 +45,7 @@ from cogs.render import NO_MENTIONS
 from cogs.translator import StudioTranslator
 from cogs.tree import StudioTree
 from cogs.wiring import Services, wire
+from services.leadership import Leadership
 from services.metrics import Metrics
 from services.policy import default_safety_warning
 from services.redact import RedactTokens as RedactTokens  # tests import it from here
@@ -106,6 +108,7 @@ class StudioBot(commands.Bot):
         self.open_forms: set[str] = set()  # custom_ids of the forms discord.py holds (cogs.routing)
         self.handling: set[asyncio.Task[Any]] = set()  # button and form actions running now
         self.answered = asyncio.Event()  # Discord answered the log-in (setup_hook began)
+        self.leadership = Leadership(storage.cluster, self.lead)
 
     @property
     def tree(self) -> StudioTree:  # type: ignore[override]  # narrowed to our subclass
@@ -122,6 +125,10 @@ class StudioBot(commands.Bot):
         # Jobs first: a failing sync must not keep members waiting for their results.
         await self.timings.load()  # before resumed jobs poll: they use what was learned
         await self.jobs.resume()
+        await self.leadership.begin()  # one process of several: sync, held log entries
+
+    async def lead(self) -> None:
+        """The once-per-bot duties (services.leadership), run by one process of several."""
         self.moderation.start()  # held jobs whose log entry could not be posted before
         self.synced = await self.sync_if_changed()
 
@@ -207,11 +214,16 @@ class StudioBot(commands.Bot):
             if self.handling:  # clicks being handled (an Approve posting its result) finish
                 await asyncio.wait(list(self.handling), timeout=HANDLING_GRACE)
             self.pacing.stop()  # background steps stop waiting for calm
+            await self.leadership.close()
             await self.jobs.close()
             await self.timings.close()
             self.presenter.close()
             await self.moderation.close()
         await super().close()
+
+
+class ShardedStudioBot(StudioBot, commands.AutoShardedBot):
+    """The bot on several gateway shards (SHARD_COUNT, SHARD_IDS)."""
 
 
 def create_bot(
@@ -231,7 +243,11 @@ def create_bot(
     made when the client is made here)."""
     metrics = metrics or Metrics()
     client = runcomfy or RunComfyClient(session, settings.client, on_request=metrics.api_request)
-    return StudioBot(
+    cls = StudioBot
+    if settings.shard_count is not None:  # this process's slice of the gateway shards
+        cls = ShardedStudioBot
+        options.update(shard_count=settings.shard_count, shard_ids=settings.shards)
+    return cls(
         settings=settings,
         storage=storage,
         runcomfy=client,
@@ -242,40 +258,18 @@ def create_bot(
     )
 
 
-@contextlib.contextmanager
-def instance_lock(database_path: Path) -> Iterator[None]:
-    """Hold ``<database>.lock`` exclusively: one running bot per database.
-
-    Two bots on one database would resume (and fail) each other's jobs. The lock is released
-    by the kernel when the process ends, however it ends.
-    """
-    path = database_path.with_name(database_path.name + ".lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115  # held open for the whole run
-    except OSError as err:
-        raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StartupError(
-                f"DATABASE_PATH: another bot is already running on {database_path}"
-                f" (it holds {path}); stop it first"
-            ) from None
-        yield
-    finally:
-        handle.close()  # releases the lock
-
-
 async def _open_storage(stack: contextlib.AsyncExitStack, settings: BotSettings) -> Storage:
-    path = settings.database_path
+    name = "DATABASE_URL" if settings.database_url else "DATABASE_PATH"
     try:
-        return await stack.enter_async_context(Storage.open(path, settings.quota))
+        return await stack.enter_async_context(
+            Storage.open(settings.database_target, settings.quota)
+        )
     except SchemaTooNewError as err:
-        raise StartupError(f"DATABASE_PATH: {err}") from err
+        raise StartupError(f"{name}: {err}") from err
     except (OSError, sqlite3.Error) as err:
-        raise StartupError(f"DATABASE_PATH: cannot open {path}: {err}") from err
+        if settings.database_url:  # the error names the server, never the password
+            raise StartupError(f"{name}: {err}") from err
+        raise StartupError(f"{name}: cannot open {settings.database_path}: {err}") from err
 
 
 async def sync_only(settings: BotSettings, **options: Any) -> bool:
@@ -296,9 +290,11 @@ async def run(settings: BotSettings, *, sync_commands: bool = False, **options: 
     if warning := default_safety_warning(settings.default_safety):
         log.warning("%s", warning)
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(instance_lock(settings.database_path))
+        if settings.database_url is None:  # PostgreSQL: shard claims instead (services.cluster)
+            stack.enter_context(instance_lock(settings.database_path))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         storage = await _open_storage(stack, settings)
+        await claim_shards(storage, settings)  # PostgreSQL: one process per shard
         bot = create_bot(
             settings, session=session, storage=storage, sync_commands=sync_commands, **options
         )

@@ -137,7 +137,7 @@ async def run_check(settings: BotSettings) -> int:
         (discord_results, app_id), runcomfy, database = await asyncio.gather(
             check_discord(settings.discord_token),
             check_runcomfy(session, settings.client),
-            check_database(settings.database_path, settings.quota),
+            check_database(settings.database_target, settings.quota),
         )
     results = [*discord_results, runcomfy, database]
     for result in results:

@@ -12,6 +12,9 @@ Run from the checkout: ``.venv/bin/python bench/storage.py`` (``--help`` for siz
 3. On that same large history, the bot's real reservation path (``create_reserved`` with
    ``max_in_flight``, which counts the member's unfinished jobs inside the transaction) + deliver,
    and the per-member reads asked on each request (``last_created_at``, ``in_flight_count``).
+
+``--postgres URL`` runs 1. against fresh databases on that PostgreSQL server (with ``--jobs 0``,
+which skips 2. and 3.).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench
 sys.path.insert(0, str(_ROOT))
 
 from storage import JobKind, JobState, NewJob, QuotaSettings, Storage  # noqa: E402
+from tests.pg_fixtures import make_database  # noqa: E402
 
 GUILDS = 8
 
@@ -125,7 +129,9 @@ async def _throughput(folder: Path, args: argparse.Namespace, via_transition: bo
     per_user = max(1, args.pairs // args.users)
     rates, cpus = [], []
     for attempt in range(args.repeat):
-        path = folder / f"pairs-{via_transition}-{attempt}.sqlite3"
+        path: Path | str = folder / f"pairs-{via_transition}-{attempt}.sqlite3"
+        if args.postgres:  # a fresh database on that server
+            path = await asyncio.to_thread(make_database, args.postgres)
         async with Storage.open(path, quota) as storage:
             rate, cpu = await _pairs(storage, args.users, per_user, via_transition)
             rates.append(rate)
@@ -150,6 +156,11 @@ async def main() -> None:
     parser.add_argument(
         "--history-pairs", type=int, default=10_000, help="pairs on the large history (3.)"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run 1. on fresh databases of this PostgreSQL server instead (2. and 3.: --jobs 0)",
+    )
     args = parser.parse_args()
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -160,6 +171,8 @@ async def main() -> None:
         print(f"create_reserved + quota.commit:          {line}")
         line = await _throughput(folder, args, via_transition=True)
         print(f"create_reserved + transition(DELIVERED): {line}")
+        if args.jobs <= 0:
+            return
 
         path = folder / "history.sqlite3"
         quota = QuotaSettings(default_daily_credits=10**6)

@@ -76,6 +76,7 @@ def wire(
         breaker=breaker,
         metrics=metrics,
         outages=modlog,
+        lease_owner=settings.lease_owner,
     )
     metrics.count_in_flight(jobs.active_count)
     moderation = ModerationService(storage, jobs, policy, admin, modlog, sink)

@@ -207,6 +207,11 @@ class PolicyService:
         self._loading.pop(guild_id, None)
         self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
 
+    def invalidate_all(self) -> None:
+        """Forget every guild's rules (another process may have changed any of them)."""
+        for guild_id in {*self._rules, *self._loading}:
+            self.invalidate(guild_id)
+
     async def policy(self, guild_id: int) -> GuildPolicy:
         return (await self._guild(guild_id)).policy
 

@@ -58,6 +58,11 @@ class JobTiming:
     delivery_retry: float = 5.0
     delivery_retry_max: float = 300.0
     delivery_attempts: int = 6
+    # Several processes on PostgreSQL: a job's lease lasts this long unrenewed (renewed every
+    # third of it), so a dead process's jobs are taken over within about this long; jobs another
+    # process ended are checked for this often when no signal came (storage.cluster).
+    lease_seconds: float = 30.0
+    lease_check: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,26 @@ class BotSettings:
     discord_cdn_origins: tuple[str, ...] = DISCORD_CDN_ORIGINS
     metrics_port: int | None = None  # METRICS_PORT: serve /metrics and /healthz; None: off
     metrics_host: str = "127.0.0.1"
+    # DATABASE_URL: PostgreSQL (several processes may share it); None: the SQLite file above.
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    shard_count: int | None = None  # SHARD_COUNT: the gateway shards of the whole bot
+    shard_ids: tuple[int, ...] | None = None  # SHARD_IDS: this process's; None: all of them
+
+    @property
+    def shards(self) -> list[int]:
+        """This process's gateway shards (all of them without SHARD_IDS)."""
+        return list(self.shard_ids or range(self.shard_count or 1))
+
+    @property
+    def lease_owner(self) -> str:
+        """This process's name on the jobs it holds: its shards, which no other live process
+        on the database has (bot.py refuses a second one), so a restart finds its own jobs."""
+        return f"shards {','.join(map(str, self.shards))} of {self.shard_count or 1}"
+
+    @property
+    def database_target(self) -> Path | str:
+        """What storage opens: the PostgreSQL URL if set, else the SQLite file."""
+        return self.database_url or self.database_path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BotSettings:
@@ -102,6 +127,8 @@ class BotSettings:
         timeout = take(lambda: env_int(env, "JOB_TIMEOUT_SECONDS", 900, minimum=30), 900)
         metrics_port = take(lambda: _port(env), None)
         metrics_host = env_str(env, "METRICS_HOST", "127.0.0.1") or "127.0.0.1"
+        database_url = take(lambda: _database_url(env), None)
+        shard_count, shard_ids = take(lambda: _shards(env, database_url), (None, None))
 
         if problems:
             raise SettingsError(problems)
@@ -118,10 +145,43 @@ class BotSettings:
             allow_dms=allow_dms,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            database_url=database_url,
+            shard_count=shard_count,
+            shard_ids=shard_ids,
             timing=JobTiming(
                 status_interval=float(interval or 3), job_timeout=float(timeout or 900)
             ),
         )
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("DATABASE_URL") or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise SettingError("DATABASE_URL", "must be a postgresql:// URL (unset: SQLite)")
+    return raw
+
+
+def _shards(
+    env: Mapping[str, str], database_url: str | None
+) -> tuple[int | None, tuple[int, ...] | None]:
+    """SHARD_COUNT and SHARD_IDS: this process's slice of the gateway shards."""
+    count = env_int(env, "SHARD_COUNT", minimum=1)
+    raw = (env.get("SHARD_IDS") or "").strip()
+    if not raw:
+        return count, None
+    if count is None:
+        raise SettingError("SHARD_IDS", "needs SHARD_COUNT, the shards of the whole bot")
+    if database_url is None:
+        raise SettingError("SHARD_IDS", "needs DATABASE_URL: several processes share PostgreSQL")
+    try:
+        ids = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise SettingError("SHARD_IDS", f"must be shard numbers like 0,1, got {raw!r}") from None
+    if not ids or ids[0] < 0 or ids[-1] >= count:
+        raise SettingError("SHARD_IDS", f"each must be from 0 to {count - 1} (SHARD_COUNT - 1)")
+    return count, ids
 
 
 def _quota(env: Mapping[str, str]) -> QuotaSettings:

@@ -26,6 +26,7 @@ from client.retry import RetryPolicy
 from client.settings import ClientSettings
 from storage import SchemaTooNewError, Storage, StorageError
 from storage.migrations import LATEST_VERSION
+from storage.pg import is_postgres_url, redact
 from storage.settings import QuotaSettings
 
 # A request id no job can have: its status call proves the token without creating or paying
@@ -104,29 +105,32 @@ async def check_runcomfy(
     return CheckResult(name, True, f"{base} accepted the token")
 
 
-async def check_database(path: Path, quota: QuotaSettings | None = None) -> CheckResult:
+async def check_database(path: Path | str, quota: QuotaSettings | None = None) -> CheckResult:
     """Open it as the bot does: created if missing, brought to the current schema (a write,
-    so a file or folder that cannot be written fails here), refused if it is newer."""
+    so a file or folder that cannot be written fails here), refused if it is newer. ``path``
+    may be a PostgreSQL URL (DATABASE_URL), shown without its password."""
     name = "database"
+    where = redact(path) if is_postgres_url(path) else path
     try:
         async with Storage.open(path, quota) as storage:
             version = storage.schema_version
     except SchemaTooNewError as err:
-        return CheckResult(name, False, f"{path}: {err}")
+        return CheckResult(name, False, f"{where}: {err}")
     except (StorageError, OSError, sqlite3.Error) as err:
-        return CheckResult(name, False, _database_problem(path, err))
+        setting = "DATABASE_URL" if is_postgres_url(path) else "DATABASE_PATH"
+        return CheckResult(name, False, _database_problem(where, err, setting))
     if version != LATEST_VERSION:  # an open brings it up to date; said plainly if not
         wanted = LATEST_VERSION
-        return CheckResult(name, False, f"{path} is at schema version {version}, not {wanted}")
-    return CheckResult(name, True, f"{path}, writable, schema version {version}")
+        return CheckResult(name, False, f"{where} is at schema version {version}, not {wanted}")
+    return CheckResult(name, True, f"{where}, writable, schema version {version}")
 
 
-def _database_problem(path: Path, err: BaseException) -> str:
+def _database_problem(path: Path | str, err: BaseException, setting: str) -> str:
     text = str(err)
     if isinstance(err, sqlite3.OperationalError | StorageError) and "readonly" in text.replace(
         "read-only", "readonly"
     ):
-        return f"{path} cannot be written (read-only); check DATABASE_PATH and its permissions"
+        return f"{path} cannot be written (read-only); check {setting} and its permissions"
     if text.startswith("cannot open the database"):
-        return f"{text}; check DATABASE_PATH"
-    return f"cannot use {path}: {text}; check DATABASE_PATH"
+        return f"{text}; check {setting}"
+    return f"cannot use {path}: {text}; check {setting}"

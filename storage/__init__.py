@@ -1,8 +1,10 @@
-"""Durable state: the job ledger, the quota ledger and guild policy, in one SQLite file.
+"""Durable state: the job ledger, the quota ledger and guild policy, in one SQLite file or one
+PostgreSQL database (``postgresql://`` URL) that several bot processes share.
 
 Never imports discord; no SQL lives outside this package. Open it once with
-``async with Storage.open(path, QuotaSettings.from_env(env)) as storage`` and use
-``storage.jobs``, ``storage.quota`` and ``storage.policy``.
+``async with Storage.open(path_or_url, QuotaSettings.from_env(env)) as storage`` and use
+``storage.jobs``, ``storage.quota``, ``storage.policy``, ``storage.leases`` and ``storage.cluster``.
+``python -m storage copy --to postgresql://...`` moves an SQLite install to PostgreSQL.
 """
 
 from storage.models import (

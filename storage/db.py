@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 from collections import deque
@@ -39,7 +38,11 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
+import asyncpg
+
 from storage.models import DatabaseOpenError, StorageError
+from storage.pg import PgConnection, redact
+from storage.sqlite_open import check_path, open_sqlite, sqlite_problem
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -48,37 +51,9 @@ Call = tuple[asyncio.Future[Any], Callable[[], Any]]  # a hop, queued for the da
 
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_MS = 5000
-CACHE_KIB = 16 * 1024  # page cache per connection; SQLite's default is 2 MiB
 MAX_GROUP = 256  # writes per shared transaction; bounds how long one hop holds the thread
 GROUPS_IN_FLIGHT = 1
 THREAD_NAME = "storage-db"  # the database thread's name
-
-
-def _check_path(path: Path) -> None:
-    """Refuse, with a clear reason, a path SQLite could not use; create its folder."""
-    if path.is_dir():
-        raise DatabaseOpenError(path, "it is a directory; give the path of a file")
-    folder = path.parent
-    if folder.exists() and not folder.is_dir():
-        raise DatabaseOpenError(path, f"{folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        problem = f"cannot create its folder {folder}: {exc.strerror or exc}"
-        raise DatabaseOpenError(path, problem) from exc
-    # SQLite writes the -wal and -shm files beside the database, so the folder must be writable
-    # even when the file exists. (root passes these checks; SQLite's own error then applies.)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DatabaseOpenError(path, f"this user cannot create files in {folder}")
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise DatabaseOpenError(path, "this user cannot read and write the file")
-
-
-def _sqlite_problem(exc: BaseException) -> str:
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
-        return "the file is not an SQLite database"
-    return f"SQLite: {exc}"
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -184,28 +159,6 @@ def _run_isolated(conn: sqlite3.Connection, ops: list[Op]) -> list[Outcome]:
             raise
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """On the database thread (a sqlite3 connection is tied to it): connect and set up."""
-    # Connection settings only: nothing here changes the file (see enable_wal).
-    # isolation_level=None: the sqlite3 module opens no transactions of its own; we do.
-    conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        # With WAL: a crash (even SIGKILL) loses nothing committed; a power loss or OS crash may
-        # lose the last transactions but never corrupts the file.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        # Reads the header: a file that is not a database fails here, while opening.
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 def _answer(future: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
     if not future.done():  # done: its caller was cancelled
         if error is None:
@@ -271,7 +224,7 @@ def _log_failure(what: str, future: asyncio.Future[Any]) -> None:
 class Database:
     """The connection: grouped writes, snapshot reads, single-statement queries."""
 
-    def __init__(self, worker: _Worker, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, worker: _Worker, conn: sqlite3.Connection | PgConnection, path: Any) -> None:
         self._worker = worker
         self._conn = conn  # used on the worker's thread only
         self.path = path
@@ -284,16 +237,38 @@ class Database:
     async def connect(cls, path: Path) -> Database:
         """Open ``path`` (creating its folder) and set the connection up; nothing is written.
         Raises DatabaseOpenError (naming the path and the problem) if the file cannot be used."""
-        _check_path(path)
+        check_path(path)
         worker = _Worker()
         try:
-            conn = await worker.call(_open, path)
+            conn = await worker.call(open_sqlite, path)
         except BaseException as exc:
             await worker.stop(lambda: None)
             if isinstance(exc, sqlite3.Error | OSError):
-                raise DatabaseOpenError(path, _sqlite_problem(exc)) from exc
+                raise DatabaseOpenError(path, sqlite_problem(exc)) from exc
             raise
         return cls(worker, conn, path)
+
+    @classmethod
+    async def connect_postgres(cls, url: str) -> Database:
+        """Connect to PostgreSQL at ``url``; the same closures then run against it (storage.pg)."""
+        worker = _Worker()
+        try:
+            conn = await worker.call(PgConnection.connect, url)
+        except BaseException as exc:
+            await worker.stop(lambda: None)
+            if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise DatabaseOpenError(redact(url), f"PostgreSQL: {exc}") from exc
+            raise
+        return cls(worker, conn, redact(url))
+
+    @property
+    def dialect(self) -> str:
+        return getattr(self._conn, "dialect", "sqlite")
+
+    @property
+    def postgres(self) -> PgConnection | None:
+        """The PostgreSQL connection, for what only it offers (LISTEN, leases); None on SQLite."""
+        return self._conn if isinstance(self._conn, PgConnection) else None
 
     async def enable_wal(self) -> None:
         """Switch the file to WAL (it stays so); call once the schema is known to be ours."""
@@ -301,7 +276,7 @@ class Database:
             # journal_mode cannot change inside a transaction; WAL persists in the file once set.
             mode = await self.query(lambda c: c.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         except sqlite3.Error as exc:
-            raise DatabaseOpenError(self.path, _sqlite_problem(exc)) from exc
+            raise DatabaseOpenError(self.path, sqlite_problem(exc)) from exc
         if str(mode).lower() != "wal":
             log.warning("%s: SQLite kept journal mode %r instead of WAL", self.path, mode)
 

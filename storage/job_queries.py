@@ -117,13 +117,13 @@ class JobQueries:
                 f"""
                 SELECT
                     count(*) AS jobs,
-                    coalesce(sum(state = 'delivered'), 0) AS delivered,
+                    count(*) FILTER (WHERE state = 'delivered') AS delivered,
                     coalesce(sum(CASE WHEN state = 'delivered'
                         THEN json_array_length(result_urls) ELSE 0 END), 0) AS images,
-                    coalesce(sum(state = 'failed'), 0) AS failed,
-                    coalesce(sum(state = 'cancelled'), 0) AS cancelled,
-                    coalesce(sum(state = 'rejected'), 0) AS rejected,
-                    coalesce(sum({UNFINISHED}), 0) AS in_flight,
+                    count(*) FILTER (WHERE state = 'failed') AS failed,
+                    count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+                    count(*) FILTER (WHERE state = 'rejected') AS rejected,
+                    count(*) FILTER (WHERE {UNFINISHED}) AS in_flight,
                     coalesce(sum(CASE WHEN committed IS NOT NULL
                         THEN cost - refunded ELSE 0 END), 0) AS spent
                 FROM jobs WHERE guild_id IS ? AND created_at >= ?
@@ -134,7 +134,7 @@ class JobQueries:
                 """
                 SELECT user_id, sum(cost - refunded) AS credits FROM jobs
                 WHERE guild_id IS ? AND created_at >= ? AND committed IS NOT NULL
-                GROUP BY user_id HAVING credits > 0
+                GROUP BY user_id HAVING sum(cost - refunded) > 0
                 ORDER BY credits DESC, user_id LIMIT ?
                 """,
                 (guild_id, start, top),

@@ -50,8 +50,8 @@ _INSERT_JOB = """
 INSERT INTO jobs (
     id, kind, state, user_id, guild_id, channel_id, prompt, params, cost, quota_day,
     parent_job_id, interaction_token, token_expires_at, age_restricted_channel,
-    created_at, updated_at, form_id, locale, acknowledged
-) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+    created_at, updated_at, form_id, locale, acknowledged, lease_owner, lease_until
+) VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -72,6 +72,7 @@ class JobStore(JobQueries):
         now: datetime | None = None,
         max_in_flight: int | None = None,
         cooldown: timedelta | None = None,
+        lease: tuple[str, timedelta] | None = None,
     ) -> Job:
         """Hold the job's credits and write it (state RESERVED), in one transaction.
 
@@ -84,6 +85,9 @@ class JobStore(JobQueries):
         If the caller is cancelled while this runs, either nothing was written, or the job was
         written and is then failed at once with its credits refunded (``ABANDONED_ERROR``), so
         a job nobody knows about never holds the member's credits or in-flight slot.
+
+        ``lease`` (owner, time to live): the job is born leased to the process that will run it,
+        so no other process takes it over (storage.leases).
         """
         kind, params, token_expires_at = validate_new(new)
         if max_in_flight is not None:
@@ -91,6 +95,7 @@ class JobStore(JobQueries):
         now = aware_time("now", now or self._clock())
         day = quota_day(now)
         created = to_db(now)
+        lease_owner, lease_until = (lease[0], to_db(now + lease[1])) if lease else (None, None)
 
         def run(conn: sqlite3.Connection) -> str:
             if new.form_id is not None:
@@ -141,6 +146,8 @@ class JobStore(JobQueries):
                         created,
                         new.form_id,
                         new.locale,
+                        lease_owner,
+                        lease_until,
                     ),
                 ).rowcount
                 if inserted:

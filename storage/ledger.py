@@ -15,6 +15,7 @@ _INSERT_LEDGER = """
 INSERT INTO ledger
     (kind, user_id, guild_id, day, amount, job_id, actor_id, reason, counts_toward_caps, at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id
 """
 
 
@@ -48,7 +49,7 @@ def insert_entry(
             at,
         ),
     )
-    return cursor.lastrowid
+    return cursor.fetchone()[0]
 
 
 def entry_from_row(row: sqlite3.Row) -> LedgerEntry:
@@ -107,8 +108,8 @@ _AUDIT_SQL = (
                 sum(CASE kind WHEN 'reset' THEN amount ELSE 0 END)
             FROM ledger WHERE kind <> 'commit' GROUP BY 1, 2, 3
         )
-        SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM user_day)
-        UNION ALL SELECT * FROM (SELECT * FROM user_day EXCEPT SELECT * FROM sums)
+        SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM user_day) AS a
+        UNION ALL SELECT * FROM (SELECT * FROM user_day EXCEPT SELECT * FROM sums) AS b
         """,
     ),
     (
@@ -117,10 +118,11 @@ _AUDIT_SQL = (
         WITH sums AS (
             SELECT day, coalesce(guild_id, 0) AS guild_key,
                 sum(CASE kind WHEN 'reserve' THEN amount ELSE -amount END)
-            FROM ledger WHERE counts_toward_caps AND kind IN ('reserve', 'refund') GROUP BY 1, 2
+            FROM ledger WHERE counts_toward_caps <> 0 AND kind IN ('reserve', 'refund')
+            GROUP BY 1, 2
         )
-        SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM guild_day)
-        UNION ALL SELECT * FROM (SELECT * FROM guild_day EXCEPT SELECT * FROM sums)
+        SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM guild_day) AS a
+        UNION ALL SELECT * FROM (SELECT * FROM guild_day EXCEPT SELECT * FROM sums) AS b
         """,
     ),
     (
@@ -128,10 +130,10 @@ _AUDIT_SQL = (
         """
         WITH sums AS (
             SELECT day, sum(CASE kind WHEN 'reserve' THEN amount ELSE -amount END)
-            FROM ledger WHERE counts_toward_caps AND kind IN ('reserve', 'refund') GROUP BY 1
+            FROM ledger WHERE counts_toward_caps <> 0 AND kind IN ('reserve', 'refund') GROUP BY 1
         )
-        SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM global_day)
-        UNION ALL SELECT * FROM (SELECT * FROM global_day EXCEPT SELECT * FROM sums)
+        SELECT * FROM (SELECT * FROM sums EXCEPT SELECT * FROM global_day) AS a
+        UNION ALL SELECT * FROM (SELECT * FROM global_day EXCEPT SELECT * FROM sums) AS b
         """,
     ),
     (
@@ -155,8 +157,8 @@ _AUDIT_SQL = (
         WHERE e.reserved IS NOT j.cost
             OR e.committed IS NOT j.committed
             OR e.refunded IS NOT j.refunded
-            OR (j.settled AND j.refunded NOT IN (j.cost - coalesce(j.committed, 0), j.cost))
-            OR (NOT j.settled AND (j.committed IS NOT NULL OR j.refunded <> 0))
+            OR (j.settled <> 0 AND j.refunded NOT IN (j.cost - coalesce(j.committed, 0), j.cost))
+            OR (j.settled = 0 AND (j.committed IS NOT NULL OR j.refunded <> 0))
         """,
     ),
 )

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from storage import pg_schema
 from storage.db import write_txn
+from storage.dialect import ddl
 from storage.models import SchemaTooNewError
+from storage.pg_schema import Dialects
 
 # "Not terminal", as the partial index jobs_unfinished spells it. Queries that want the index
 # must repeat these terms exactly. Separate comparisons rather than NOT IN (...): with a list of
@@ -56,6 +59,7 @@ _V1 = (
         updated_at TEXT NOT NULL
     )
     """,
+    Dialects(None, pg_schema.JOBS_ROWID),
     # Only unfinished jobs are in this index, so resuming is fast however long the history.
     f"CREATE INDEX jobs_unfinished ON jobs (state) WHERE {UNFINISHED}",
     "CREATE INDEX jobs_by_user ON jobs (user_id, created_at)",
@@ -70,11 +74,14 @@ _V1 = (
     "CREATE INDEX job_events_by_job ON job_events (job_id, id)",
     # Every state a job enters after its creation (whose time is jobs.created_at) is recorded by
     # the database itself, so no code path can skip it.
-    """
+    Dialects(
+        """
     CREATE TRIGGER job_state_changed AFTER UPDATE OF state ON jobs BEGIN
         INSERT INTO job_events (job_id, state, at) VALUES (NEW.id, NEW.state, NEW.updated_at);
     END
     """,
+        pg_schema.JOB_STATE_CHANGED,
+    ),
     """
     CREATE TABLE ledger (
         id INTEGER PRIMARY KEY,
@@ -96,16 +103,22 @@ _V1 = (
     # distinct from each other, so they are not limited.
     "CREATE UNIQUE INDEX ledger_by_job ON ledger (job_id, kind, counts_toward_caps)",
     "CREATE INDEX ledger_by_user ON ledger (user_id, guild_id, id)",
-    """
+    Dialects(
+        """
     CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN
         SELECT RAISE(ABORT, 'the ledger is append-only');
     END
     """,
-    """
+        pg_schema.LEDGER_APPEND_ONLY,
+    ),
+    Dialects(
+        """
     CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN
         SELECT RAISE(ABORT, 'the ledger is append-only');
     END
     """,
+        None,
+    ),
     # Running per-day counters, kept by triggers in the same transaction as the ledger insert, so
     # a reservation reads three rows instead of summing the ledger. guild_key 0 means a DM.
     """
@@ -133,7 +146,8 @@ _V1 = (
         used INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID
     """,
-    """
+    Dialects(
+        """
     CREATE TRIGGER ledger_user_day AFTER INSERT ON ledger WHEN NEW.kind <> 'commit' BEGIN
         INSERT INTO user_day (day, guild_key, user_id, used, granted, forgiven)
         VALUES (
@@ -148,7 +162,10 @@ _V1 = (
             forgiven = forgiven + excluded.forgiven;
     END
     """,
-    """
+        pg_schema.LEDGER_USER_DAY,
+    ),
+    Dialects(
+        """
     CREATE TRIGGER ledger_caps AFTER INSERT ON ledger
         WHEN NEW.counts_toward_caps AND NEW.kind IN ('reserve', 'refund') BEGIN
         INSERT INTO guild_day (day, guild_key, used)
@@ -160,6 +177,8 @@ _V1 = (
         ON CONFLICT (day) DO UPDATE SET used = used + excluded.used;
     END
     """,
+        pg_schema.LEDGER_CAPS,
+    ),
 )
 
 # v2: each community's rules and its moderation data.
@@ -257,8 +276,40 @@ _V5 = (
 # without an interaction (a result after the token expired, a rejection), speaks it too.
 _V6 = ("ALTER TABLE jobs ADD COLUMN locale TEXT",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7: job leases, so that several bot processes on one PostgreSQL database share the work: the
+# process holding a job's lease runs it and renews the lease; when that process dies, another
+# takes the job over once the lease has expired (storage.leases). On PostgreSQL every state
+# change is also announced (NOTIFY), so a process following a job hears at once that another
+# ended it, and so is every change to a guild's rules (each process caches them). Jobs from
+# before have no lease: the first process to claim them takes them.
+_V7 = (
+    "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+    Dialects(None, pg_schema.JOB_STATE_NOTIFY),
+    Dialects(None, pg_schema.POLICY_NOTIFY),
+)
+
+# Ordered: a new migration is appended as the next entry. A statement is SQL both backends run
+# (PostgreSQL's types via storage.dialect.ddl) or a Dialects pair.
+MIGRATIONS: tuple[tuple[str | Dialects, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST_VERSION = len(MIGRATIONS)
+
+
+def sqlite_statements(migration: tuple[str | Dialects, ...]) -> list[str]:
+    """The statements SQLite runs for one migration."""
+    spelled = (s.sqlite if isinstance(s, Dialects) else s for s in migration)
+    return [s for s in spelled if s is not None]
+
+
+def _apply(conn: sqlite3.Connection, statement: str | Dialects) -> None:
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        sql = statement.postgresql if isinstance(statement, Dialects) else ddl(statement)
+        if sql is not None:
+            conn.script(sql)  # type: ignore[attr-defined]
+        return
+    sql = statement.sqlite if isinstance(statement, Dialects) else statement
+    if sql is not None:
+        conn.execute(sql)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -287,7 +338,7 @@ def migrate(conn: sqlite3.Connection, *, target: int = LATEST_VERSION) -> tuple[
         found = refuse_newer(conn)
         for statements in MIGRATIONS[found:target]:
             for statement in statements:
-                conn.execute(statement)
+                _apply(conn, statement)
         if target > found:
             conn.execute(f"PRAGMA user_version = {int(target)}")
         return found

@@ -143,7 +143,7 @@ class DatabaseOpenError(StorageError, OSError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"cannot open the database {path}: {problem}")
-        self.path = Path(path)
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
         self.problem = problem
 
     def __str__(self) -> str:

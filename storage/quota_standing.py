@@ -37,7 +37,7 @@ SELECT
     coalesce(ud.forgiven, 0) AS forgiven,
     coalesce(gd.used, 0) AS guild_used,
     coalesce(gl.used, 0) AS global_used
-FROM (SELECT 1)
+FROM (SELECT 1) AS one
 LEFT JOIN guild_policy AS gp ON gp.guild_id = :g
 LEFT JOIN user_day AS ud ON ud.day = :d AND ud.guild_key = :gk AND ud.user_id = :u
 LEFT JOIN guild_day AS gd ON gd.day = :d AND gd.guild_key = :gk

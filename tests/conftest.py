@@ -18,8 +18,10 @@ import pytest
 from client import ClientSettings, RunComfyClient
 from tests.fakes.runcomfy import FakeRunComfy
 from tests.helpers import FAST_POLLING, FAST_RETRY
+from tests.pg_fixtures import db_target, postgres_server, postgres_url
 
 __all__ = ["FAST_POLLING", "FAST_RETRY"]  # also imported from here by the client's tests
+_FIXTURES = (db_target, postgres_server, postgres_url)  # PostgreSQL ones, for every test
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Start the real StudioBot against the fake Discord and the fake RunComfy, on 127.0.0.1.
 
     async with studio_env(tmp_path) as env:        # both fakes, a temp database, one session
+                                                   # (or studio_env(postgres_url): PostgreSQL)
         async with env.running() as bot:           # the real bot: login, setup_hook, READY
             sent = await env.imagine("a cat", count=2)
             ...
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -61,7 +63,7 @@ class StudioEnv:
         self, polling: PollingPolicy, options: dict[str, Any]
     ) -> AsyncIterator[StudioBot]:
         """Open the database and build the bot like ``python bot.py`` (a fast RunComfy client)."""
-        async with Storage.open(self.settings.database_path, self.settings.quota) as storage:
+        async with Storage.open(self.settings.database_target, self.settings.quota) as storage:
             metrics = Metrics()
             client = RunComfyClient(
                 self.session,
@@ -224,7 +226,7 @@ def harness_settings(
 
 @contextlib.asynccontextmanager
 async def studio_env(
-    tmp_path: Path,
+    where: Path | str,
     *,
     daily_credits: int = 20,
     status_interval: float = 0.0,
@@ -236,15 +238,23 @@ async def studio_env(
         FakeDiscord(**(discord_options or {})) as discord_fake,
         FakeRunComfy(token="test-token") as runcomfy,
         aiohttp.ClientSession() as session,
+        contextlib.AsyncExitStack() as stack,
     ):
+        # ``where``: a folder for the SQLite file, or a PostgreSQL URL (the db_target fixture);
+        # with PostgreSQL the folder only holds the synced commands' hash
+        folder = where
+        if isinstance(where, str):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="studio-")))
         settings = harness_settings(
-            tmp_path,
+            folder,
             runcomfy_base=runcomfy.base_url,
             guild_id=discord_fake.guild.id,
             daily_credits=daily_credits,
             status_interval=status_interval,
         )
         settings_changes.setdefault("discord_cdn_origins", (discord_fake.base_url,))
+        if isinstance(where, str):
+            settings_changes.setdefault("database_url", where)
         if timing_changes:
             settings_changes["timing"] = replace(settings.timing, **timing_changes)
         if settings_changes:

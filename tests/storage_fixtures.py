@@ -1,13 +1,19 @@
-"""Helpers for the storage tests, and the writer process the crash test kills.
+"""Helpers for the storage tests, the writer process the crash test kills, and the racers.
 
 ``python -m tests.storage_fixtures burst DB_PATH`` reserves, delivers, fails and grants in a
 loop, printing one line per operation once it has returned (so it is committed):
 ``job <id> <state>`` or ``grant``. The crash test kills it with SIGKILL mid-stream.
+
+``python -m tests.storage_fixtures race DB_URL N LIMIT KIND`` prints ``ready``, waits for a line
+on stdin, then makes N reservations at once against one limit of LIMIT (KIND: ``member``, one
+member's daily credits; ``cap``, the bot-wide daily cap over many members; ``in-flight``, one
+member's unfinished jobs) and prints ``granted G refused R``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from storage import JobKind, JobState, NewJob, QuotaSettings, Storage
+from storage import (
+    JobKind,
+    JobState,
+    NewJob,
+    QuotaExceededError,
+    QuotaSettings,
+    Storage,
+    TooManyJobsError,
+)
 
 T0 = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 GUILD = 111
@@ -54,11 +68,11 @@ def new_job(user_id: int = 1, guild_id: int | None = GUILD, cost: int = 1, **fie
 
 @asynccontextmanager
 async def open_storage(
-    tmp_path: Path, *, clock: FakeClock | None = None, **quota: Any
+    where: Path | str, *, clock: FakeClock | None = None, **quota: Any
 ) -> AsyncIterator[Storage]:
-    async with Storage.open(
-        tmp_path / "bot.sqlite3", QuotaSettings(**quota), clock=clock or FakeClock()
-    ) as storage:
+    """Storage in a folder (an SQLite file there) or at a PostgreSQL URL (the db_target fixture)."""
+    target = where / "bot.sqlite3" if isinstance(where, Path) else where
+    async with Storage.open(target, QuotaSettings(**quota), clock=clock or FakeClock()) as storage:
         yield storage
 
 
@@ -93,7 +107,34 @@ async def _burst(path: Path) -> None:
         await asyncio.gather(*(member(u) for u in range(1, 21)))
 
 
+async def _race(url: str, count: int, limit: int, kind: str) -> None:
+    big = 10**6
+    quota = {
+        "member": QuotaSettings(default_daily_credits=limit),
+        "cap": QuotaSettings(default_daily_credits=big, global_daily_cap=limit),
+        "in-flight": QuotaSettings(default_daily_credits=big),
+    }[kind]
+    async with Storage.open(url, quota) as storage:
+
+        async def one(n: int) -> bool:
+            user = 1 + (n if kind == "cap" else 0) + os.getpid() * 1000 * (kind == "cap")
+            in_flight = limit if kind == "in-flight" else None
+            try:
+                await storage.jobs.create_reserved(new_job(user), max_in_flight=in_flight)
+            except (QuotaExceededError, TooManyJobsError):
+                return False
+            return True
+
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # all racers start together
+        granted = sum(await asyncio.gather(*(one(n) for n in range(count))))
+        print(f"granted {granted} refused {count - granted}", flush=True)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "burst":
-        sys.exit("usage: python -m tests.storage_fixtures burst DB_PATH")
-    asyncio.run(_burst(Path(sys.argv[2])))
+    if len(sys.argv) == 3 and sys.argv[1] == "burst":
+        asyncio.run(_burst(Path(sys.argv[2])))
+    elif len(sys.argv) == 6 and sys.argv[1] == "race":
+        asyncio.run(_race(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))
+    else:
+        sys.exit("usage: python -m tests.storage_fixtures burst DB_PATH | race URL N LIMIT KIND")

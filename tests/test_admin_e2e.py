@@ -242,10 +242,10 @@ async def test_channels_limit_where_the_studio_works(tmp_path: Path) -> None:
         await accepted(env, channel_id=general.id)
 
 
-async def test_forums_and_uncached_threads_can_be_allowed(tmp_path: Path) -> None:
+async def test_forums_and_uncached_threads_can_be_allowed(db_target: Path | str) -> None:
     from tests.test_moderation_e2e import FakeThread
 
-    async with studio_env(tmp_path) as env:
+    async with studio_env(db_target) as env:
         guild = env.discord.guild
         forum = FakeChannel(env.discord.snowflake(), "art-forum", type=15, guild_id=guild.id)
         guild.channels[forum.id] = forum
@@ -300,8 +300,8 @@ async def test_a_thread_allowed_on_its_own_works_in_a_channel_that_is_not(tmp_pa
         await accepted(env, channel_id=thread.id)
 
 
-async def test_roles_limit_who_may_use_the_studio(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env:
+async def test_roles_limit_who_may_use_the_studio(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env:
         guild = env.discord.guild
         artist = env.discord.add_role(guild, "Artist")
         async with env.running():
@@ -317,8 +317,8 @@ async def test_roles_limit_who_may_use_the_studio(tmp_path: Path) -> None:
 # -- quota ------------------------------------------------------------------------------------
 
 
-async def test_quota_settings_change_what_members_may_spend(tmp_path: Path) -> None:
-    async with studio_env(tmp_path, daily_credits=20) as env:
+async def test_quota_settings_change_what_members_may_spend(db_target: Path | str) -> None:
+    async with studio_env(db_target, daily_credits=20) as env:
         guild = env.discord.guild
         patron = env.discord.add_role(guild, "Patron")
         async with env.running():

@@ -26,7 +26,7 @@ BANNER = discord.Permissions(view_channel=True, send_messages=True, ban_members=
 
 
 @contextlib.asynccontextmanager
-async def approval_env(tmp_path: Path) -> AsyncIterator[tuple[StudioEnv, int]]:
+async def approval_env(tmp_path: Path | str) -> AsyncIterator[tuple[StudioEnv, int]]:
     """Both fakes and a guild with a #mod-log channel (the bot not started yet)."""
     async with studio_env(tmp_path) as env:
         log_channel = env.discord.add_text_channel(env.discord.guild, "mod-log")
@@ -67,8 +67,8 @@ async def used(env: StudioEnv, user_id: int) -> int:
     return (await env.storage.quota.balance(user_id, env.discord.guild.id)).used
 
 
-async def test_a_held_result_goes_to_the_log_not_the_channel(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_a_held_result_goes_to_the_log_not_the_channel(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         member = env.discord.guild.member
         sent, job_id = await held(env, log_id, "for review", count=2)
@@ -90,8 +90,8 @@ async def test_a_held_result_goes_to_the_log_not_the_channel(tmp_path: Path) -> 
         assert await used(env, member.id) == 2  # held, not yet committed
 
 
-async def test_approve_posts_the_result_in_the_channel_and_commits(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_approve_posts_the_result_in_the_channel_and_commits(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         guild = env.discord.guild
         sent, job_id = await held(env, log_id, "approve me", count=2)
@@ -119,8 +119,10 @@ async def test_approve_posts_the_result_in_the_channel_and_commits(tmp_path: Pat
         assert len(general_results(env)) == 1
 
 
-async def test_approve_after_the_token_expired_mentions_the_requester(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_approve_after_the_token_expired_mentions_the_requester(
+    db_target: Path | str,
+) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         member = env.discord.guild.member
         sent, job_id = await held(env, log_id, "approved late")
@@ -136,8 +138,8 @@ async def test_approve_after_the_token_expired_mentions_the_requester(tmp_path: 
         assert result.pinged() == {"users": {member.id}, "roles": set(), "everyone": False}
 
 
-async def test_reject_refunds_and_tells_the_requester_privately(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_reject_refunds_and_tells_the_requester_privately(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         await env.admin("dms", {"enabled": True})
         guild = env.discord.guild
@@ -172,8 +174,10 @@ async def test_reject_refunds_and_tells_the_requester_privately(tmp_path: Path) 
         assert env.discord.requests_to("POST /users/@me/channels") == []  # no DM needed
 
 
-async def test_reject_after_the_token_expired_tells_the_requester_by_dm(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_reject_after_the_token_expired_tells_the_requester_by_dm(
+    db_target: Path | str,
+) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         await env.admin("dms", {"enabled": True})
         member = env.discord.guild.member
@@ -194,8 +198,8 @@ async def test_reject_after_the_token_expired_tells_the_requester_by_dm(tmp_path
         assert [m for m in channel if m.origin == "channel"] == []  # nothing else public
 
 
-async def test_reject_with_no_private_way_posts_a_neutral_notice(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_reject_with_no_private_way_posts_a_neutral_notice(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)  # DMs stay off
         member = env.discord.guild.member
         sent, job_id = await held(env, log_id, "quietly rejected")
@@ -219,8 +223,8 @@ async def test_reject_with_no_private_way_posts_a_neutral_notice(tmp_path: Path)
         assert env.discord.requests_to("POST /users/@me/channels") == []
 
 
-async def test_a_pending_approval_survives_a_restart(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id):
+async def test_a_pending_approval_survives_a_restart(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id):
         async with env.running():
             await turn_on(env, log_id)
             sent, job_id = await held(env, log_id, "across a restart")
@@ -250,8 +254,8 @@ async def test_a_pending_approval_survives_a_restart(tmp_path: Path) -> None:
             assert "no longer waiting for approval" in told.content
 
 
-async def test_approval_without_a_log_channel_delivers_directly(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_approval_without_a_log_channel_delivers_directly(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         said = await env.admin("approval", {"enabled": True})
         assert "Set a log channel" in said and "posted without approval" in said
         sent = await env.imagine("no log, no approval")
@@ -268,8 +272,10 @@ async def test_approval_without_a_log_channel_delivers_directly(tmp_path: Path) 
         assert entry.embeds[0]["title"] == "✅ Delivered · Imagine"
 
 
-async def test_an_unusable_log_channel_keeps_the_job_held_until_it_works(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id):
+async def test_an_unusable_log_channel_keeps_the_job_held_until_it_works(
+    db_target: Path | str,
+) -> None:
+    async with approval_env(db_target) as (env, log_id):
         guild = env.discord.guild
         deny = discord.Permissions(send_messages=True).value
         locked = env.discord.add_text_channel(
@@ -298,9 +304,9 @@ async def test_an_unusable_log_channel_keeps_the_job_held_until_it_works(tmp_pat
 
 
 async def test_approve_uses_the_logs_copy_when_runcomfy_no_longer_has_the_images(
-    tmp_path: Path,
+    db_target: Path | str,
 ) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         sent, job_id = await held(env, log_id, "approved days later")
         entry = entry_of(env, log_id, job_id)
@@ -312,8 +318,8 @@ async def test_approve_uses_the_logs_copy_when_runcomfy_no_longer_has_the_images
         assert [a.data for a in result.attachments] == [a.data for a in entry.attachments]
 
 
-async def test_approve_when_no_image_can_be_fetched_posts_the_links(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_approve_when_no_image_can_be_fetched_posts_the_links(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         sent, job_id = await held(env, log_id, "gone everywhere")
         entry = entry_of(env, log_id, job_id)
@@ -331,8 +337,8 @@ async def test_approve_when_no_image_can_be_fetched_posts_the_links(tmp_path: Pa
 
 # Discord refuses both the webhook and the channel: the failed delivery is logged.
 @pytest.mark.expect_errors(logger="services.jobs", match="the result could not be posted")
-async def test_approve_that_discord_refuses_keeps_the_job_waiting(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_approve_that_discord_refuses_keeps_the_job_waiting(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         member = env.discord.guild.member
         sent, job_id = await held(env, log_id, "nowhere to post")
@@ -353,8 +359,10 @@ async def test_approve_that_discord_refuses_keeps_the_job_waiting(tmp_path: Path
         assert await used(env, member.id) == 1  # still held, not refunded
 
 
-async def test_a_held_job_counts_as_in_flight_until_a_moderator_decides(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id):
+async def test_a_held_job_counts_as_in_flight_until_a_moderator_decides(
+    db_target: Path | str,
+) -> None:
+    async with approval_env(db_target) as (env, log_id):
         async with env.running():
             await turn_on(env, log_id)
             _, job_id = await held(env, log_id, "waiting")

@@ -48,8 +48,8 @@ async def approve(env: StudioEnv, entry: StoredMessage, job_id: str) -> None:
     assert len(general_results(env)) == 1
 
 
-async def test_a_deleted_entry_is_posted_again_at_start_up(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id):
+async def test_a_deleted_entry_is_posted_again_at_start_up(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id):
         async with env.running():
             await turn_on(env, log_id)
             _, job_id = await held(env, log_id, "entry deleted")
@@ -67,8 +67,8 @@ async def test_a_deleted_entry_is_posted_again_at_start_up(tmp_path: Path) -> No
             await approve(env, again, job_id)
 
 
-async def test_an_entry_still_there_is_not_posted_twice(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id):
+async def test_an_entry_still_there_is_not_posted_twice(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id):
         async with env.running():
             await turn_on(env, log_id)
             _, job_id = await held(env, log_id, "entry kept")
@@ -80,8 +80,10 @@ async def test_an_entry_still_there_is_not_posted_twice(tmp_path: Path) -> None:
             assert fetches  # it was checked, not assumed
 
 
-async def test_admin_pending_lists_held_jobs_and_posts_missing_entries(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_admin_pending_lists_held_jobs_and_posts_missing_entries(
+    db_target: Path | str,
+) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         assert await pending(env) == "No results are waiting for a moderator."
         await turn_on(env, log_id)
         guild = env.discord.guild
@@ -105,8 +107,8 @@ async def test_admin_pending_lists_held_jobs_and_posts_missing_entries(tmp_path:
         await approve(env, new, lost_id)
 
 
-async def test_moving_the_log_channel_posts_held_jobs_in_the_new_one(tmp_path: Path) -> None:
-    async with approval_env(tmp_path) as (env, log_id), env.running():
+async def test_moving_the_log_channel_posts_held_jobs_in_the_new_one(db_target: Path | str) -> None:
+    async with approval_env(db_target) as (env, log_id), env.running():
         await turn_on(env, log_id)
         _, job_id = await held(env, log_id, "moving")
         new_log = env.discord.add_text_channel(env.discord.guild, "new-log")

@@ -61,8 +61,10 @@ async def delivered(env: StudioEnv, prompt: str, **options: object) -> tuple[Sto
 # -- the main flow ----------------------------------------------------------------------------
 
 
-async def test_imagine_with_count_two_posts_one_message_with_two_pngs(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_imagine_with_count_two_posts_one_message_with_two_pngs(
+    db_target: Path | str,
+) -> None:
+    async with studio_env(db_target) as env, env.running():
         member = env.discord.guild.member
         sent = await env.imagine("a banana in space", count=2)
         status = await env.acknowledged(sent)
@@ -92,9 +94,9 @@ async def test_imagine_with_count_two_posts_one_message_with_two_pngs(tmp_path: 
 
 
 async def test_reroll_submits_again_with_another_seed_charged_to_the_clicker(
-    tmp_path: Path,
+    db_target: Path | str,
 ) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+    async with studio_env(db_target) as env, env.running():
         guild = env.discord.guild
         result, job_id = await delivered(env, "a red fox", seed=1234)
         click = await env.discord.click_button(
@@ -111,8 +113,8 @@ async def test_reroll_submits_again_with_another_seed_charged_to_the_clicker(
         assert await used(env, guild.member.id) == 1 and await used(env, guild.admin.id) == 1
 
 
-async def test_edit_button_opens_a_modal_and_edits_the_result_images(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_edit_button_opens_a_modal_and_edits_the_result_images(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         result, job_id = await delivered(env, "a castle", count=2)
         click = await env.discord.click_button(result, custom_id(result, "Edit"))
         await click.wait_for_callback()
@@ -130,8 +132,8 @@ async def test_edit_button_opens_a_modal_and_edits_the_result_images(tmp_path: P
         assert edit_submit.json["image_urls"] == [a.url for a in result.attachments]
 
 
-async def test_delete_is_for_the_requester_or_a_moderator(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_delete_is_for_the_requester_or_a_moderator(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild = env.discord.guild
         stranger = env.discord.add_member(guild, "stranger", roles=[guild.member_role])
         result, _ = await delivered(env, "a lighthouse")
@@ -155,8 +157,8 @@ async def test_delete_is_for_the_requester_or_a_moderator(tmp_path: Path) -> Non
 # -- /edit and the message menu -----------------------------------------------------------------
 
 
-async def test_edit_passes_the_attachment_urls(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_edit_passes_the_attachment_urls(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         first = env.discord.make_attachment(png_bytes(), "one.png")
         second = env.discord.make_attachment(png_bytes(), "two.png")
         sent = await env.discord.slash_command(
@@ -171,9 +173,9 @@ async def test_edit_passes_the_attachment_urls(tmp_path: Path) -> None:
 
 
 async def test_edit_refuses_a_non_image_attachment_without_calling_the_api(
-    tmp_path: Path,
+    db_target: Path | str,
 ) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+    async with studio_env(db_target) as env, env.running():
         text = env.discord.make_attachment(b"just words", "notes.txt", content_type="text/plain")
         sent = await env.discord.slash_command("edit", {"prompt": "draw this", "image": text})
         await sent.wait_for_callback()
@@ -183,8 +185,8 @@ async def test_edit_refuses_a_non_image_attachment_without_calling_the_api(
         assert await used(env, env.discord.guild.member.id) == 0
 
 
-async def test_message_menu_edits_the_images_of_a_message(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_message_menu_edits_the_images_of_a_message(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild = env.discord.guild
         pictures = [env.discord.make_attachment(png_bytes(), f"p{i}.png") for i in range(2)]
         notes = env.discord.make_attachment(b"hello", "notes.txt", content_type="text/plain")
@@ -203,8 +205,8 @@ async def test_message_menu_edits_the_images_of_a_message(tmp_path: Path) -> Non
         assert request.json["image_urls"] == [p.url for p in pictures]
 
 
-async def test_message_menu_on_a_message_without_images_is_refused(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_message_menu_on_a_message_without_images_is_refused(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild = env.discord.guild
         posted = await env.discord.post_user_message(guild.text_channel, guild.owner, "no art")
         menu = await env.discord.message_context_menu("Edit image", posted)
@@ -215,8 +217,8 @@ async def test_message_menu_on_a_message_without_images_is_refused(tmp_path: Pat
 # -- refusals ------------------------------------------------------------------------------------
 
 
-async def test_an_overlong_prompt_is_refused_without_calling_the_api(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_an_overlong_prompt_is_refused_without_calling_the_api(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild_id = env.discord.guild.id
         (imagine,) = [c for c in env.discord.commands(guild_id) if c["name"] == "imagine"]
         prompt_option = imagine["options"][0]
@@ -233,9 +235,9 @@ async def test_an_overlong_prompt_is_refused_without_calling_the_api(tmp_path: P
 
 
 async def test_quota_exhausted_gives_an_ephemeral_refusal_and_no_api_call(
-    tmp_path: Path,
+    db_target: Path | str,
 ) -> None:
-    async with studio_env(tmp_path, daily_credits=1) as env, env.running():
+    async with studio_env(db_target, daily_credits=1) as env, env.running():
         sent = await env.imagine("two please", count=2)
         await sent.wait_for_callback()
         assert sent.ephemeral
@@ -245,8 +247,8 @@ async def test_quota_exhausted_gives_an_ephemeral_refusal_and_no_api_call(
         assert await used(env, env.discord.guild.member.id) == 0
 
 
-async def test_policy_refusals_are_ephemeral(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_policy_refusals_are_ephemeral(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild_id = env.discord.guild.id
         assert env.bot is not None
         assert env.storage is not None
@@ -267,8 +269,8 @@ async def test_policy_refusals_are_ephemeral(tmp_path: Path) -> None:
 # -- cancel ---------------------------------------------------------------------------------------
 
 
-async def test_cancel_while_queued_calls_the_api_and_refunds(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_cancel_while_queued_calls_the_api_and_refunds(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         env.runcomfy.script(JobScript(queue_seconds=FOREVER, queue_position=3))
         member = env.discord.guild.member
         status, job_id = await start_imagine(env, "slow one", count=2)
@@ -285,8 +287,8 @@ async def test_cancel_while_queued_calls_the_api_and_refunds(tmp_path: Path) -> 
         assert click.followups == []  # the status message says it: no second message
 
 
-async def test_cancel_while_running_is_refused_politely(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_cancel_while_running_is_refused_politely(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         env.runcomfy.script(JobScript(queue_seconds=0.0, run_seconds=FOREVER))
         status, job_id = await start_imagine(env, "busy one")
         job = await env.wait_state(job_id, JobState.RUNNING)
@@ -303,8 +305,8 @@ async def test_cancel_while_running_is_refused_politely(tmp_path: Path) -> None:
         await env.wait_state(job_id, JobState.DELIVERED)
 
 
-async def test_cancel_by_another_member_is_refused(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_cancel_by_another_member_is_refused(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         env.runcomfy.script(JobScript(queue_seconds=FOREVER))
         guild = env.discord.guild
         stranger = env.discord.add_member(guild, "stranger", roles=[guild.member_role])
@@ -323,8 +325,8 @@ async def test_cancel_by_another_member_is_refused(tmp_path: Path) -> None:
 # -- failures -------------------------------------------------------------------------------------
 
 
-async def test_an_api_failure_is_explained_and_refunded(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_an_api_failure_is_explained_and_refunded(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         env.runcomfy.script(JobScript(outcome="fail", error="prompt rejected by safety filter"))
         status, job_id = await start_imagine(env, "something odd", count=3)
         job = await env.wait_state(job_id, JobState.FAILED)
@@ -337,9 +339,9 @@ async def test_an_api_failure_is_explained_and_refunded(tmp_path: Path) -> None:
 
 @pytest.mark.expect_errors(logger="cogs.tree", match="unexpected error")
 async def test_an_unexpected_error_is_logged_and_the_member_gets_a_reference(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    db_target: Path | str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with studio_env(tmp_path) as env, env.running() as bot:
+    async with studio_env(db_target) as env, env.running() as bot:
 
         async def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("database on fire")
@@ -355,8 +357,8 @@ async def test_an_unexpected_error_is_logged_and_the_member_gets_a_reference(
 # -- limits and fallbacks -------------------------------------------------------------------------
 
 
-async def test_an_oversized_image_is_reencoded_to_fit(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_an_oversized_image_is_reencoded_to_fit(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         limit = 300_000
         env.runcomfy.script(JobScript(image_bytes=900_000))
         sent = await env.imagine("huge detail", attachment_size_limit=limit)
@@ -372,8 +374,8 @@ async def test_an_oversized_image_is_reencoded_to_fit(tmp_path: Path) -> None:
         assert job.committed == 1
 
 
-async def test_an_expired_token_falls_back_to_a_channel_message(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_an_expired_token_falls_back_to_a_channel_message(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         env.runcomfy.script(JobScript(queue_seconds=FOREVER))
         member = env.discord.guild.member
         sent = await env.imagine("late delivery")
@@ -394,8 +396,8 @@ async def test_an_expired_token_falls_back_to_a_channel_message(tmp_path: Path) 
         assert moved.buttons() == []
 
 
-async def test_everyone_in_a_prompt_pings_nobody(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_everyone_in_a_prompt_pings_nobody(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         role = env.discord.guild.admin_role
         prompt = f"@everyone look <@&{role.id}> and @here **bold**"
         status, job_id = await start_imagine(env, prompt)
@@ -413,9 +415,9 @@ async def test_everyone_in_a_prompt_pings_nobody(tmp_path: Path) -> None:
 
 
 async def test_a_restart_mid_job_delivers_exactly_once_and_old_buttons_work(
-    tmp_path: Path,
+    db_target: Path | str,
 ) -> None:
-    async with studio_env(tmp_path) as env:
+    async with studio_env(db_target) as env:
         async with env.running():
             done, done_id = await delivered(env, "from before the restart")
             env.runcomfy.script(JobScript(queue_seconds=FOREVER))
@@ -447,8 +449,8 @@ async def test_a_restart_mid_job_delivers_exactly_once_and_old_buttons_work(
 # -- /quota and /show -----------------------------------------------------------------------------
 
 
-async def test_quota_shows_credits_reset_time_and_jobs_in_flight(tmp_path: Path) -> None:
-    async with studio_env(tmp_path, daily_credits=10) as env, env.running():
+async def test_quota_shows_credits_reset_time_and_jobs_in_flight(db_target: Path | str) -> None:
+    async with studio_env(db_target, daily_credits=10) as env, env.running():
         env.runcomfy.script(JobScript(queue_seconds=FOREVER))
         await start_imagine(env, "pending", count=3)
         sent = await env.discord.slash_command("quota")
@@ -459,8 +461,8 @@ async def test_quota_shows_credits_reset_time_and_jobs_in_flight(tmp_path: Path)
         assert "reset <t:" in content and "Jobs in progress: **1**" in content
 
 
-async def test_show_reposts_a_past_result_with_live_buttons(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_show_reposts_a_past_result_with_live_buttons(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild = env.discord.guild
         _, job_id = await delivered(env, "worth showing")
         sent = await env.discord.slash_command("show", {"job_id": job_id})
@@ -480,8 +482,8 @@ async def test_show_reposts_a_past_result_with_live_buttons(tmp_path: Path) -> N
 # -- commands sync --------------------------------------------------------------------------------
 
 
-async def test_commands_sync_only_when_changed_or_asked(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env:
+async def test_commands_sync_only_when_changed_or_asked(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env:
         guild_id = env.discord.guild.id
         async with env.running() as bot:
             assert bot.synced is True
@@ -494,15 +496,15 @@ async def test_commands_sync_only_when_changed_or_asked(tmp_path: Path) -> None:
         assert len(env.discord.requests_to("PUT /applications/*/guilds/*/commands")) == 2
 
 
-async def test_bot_asks_for_no_privileged_intents(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_bot_asks_for_no_privileged_intents(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running():
         (identify,) = env.discord.identifies
         intents = discord.Intents._from_value(identify["intents"])
         assert intents.guilds and not intents.members and not intents.message_content
 
 
-async def test_a_closing_bot_takes_no_new_commands(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running() as bot:
+async def test_a_closing_bot_takes_no_new_commands(db_target: Path | str) -> None:
+    async with studio_env(db_target) as env, env.running() as bot:
         bot.accepting = False  # what close() does first on SIGTERM / Ctrl-C
         sent = await env.imagine("too late")
         await sent.wait_for_callback()

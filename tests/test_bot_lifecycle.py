@@ -100,9 +100,9 @@ async def test_a_second_instance_on_the_same_database_refuses_and_sync_only_leav
 
 @pytest.mark.expect_errors(logger="studio", match="command sync failed")
 async def test_a_failed_command_sync_is_one_line_and_jobs_still_resume(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    db_target: Path | str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with studio_env(tmp_path) as env:
+    async with studio_env(db_target) as env:
         async with env.running(sync_commands=True):
             env.runcomfy.script(JobScript(queue_seconds=FOREVER))
             sent = await env.imagine("across a failed sync")

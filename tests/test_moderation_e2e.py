@@ -30,7 +30,9 @@ BANNER = discord.Permissions(view_channel=True, send_messages=True, ban_members=
 
 
 @contextlib.asynccontextmanager
-async def logged_studio(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[StudioEnv, int]]:
+async def logged_studio(
+    tmp_path: Path | str, **options: Any
+) -> AsyncIterator[tuple[StudioEnv, int]]:
     """A running studio whose guild logs to a fresh #mod-log; yields (env, log channel id)."""
     async with studio_env(tmp_path, **options) as env:
         log_channel = env.discord.add_text_channel(env.discord.guild, "mod-log")
@@ -88,8 +90,10 @@ async def refused_click(env: StudioEnv, message: StoredMessage, label: str, **wh
 # -- the log entries ----------------------------------------------------------------------------
 
 
-async def test_a_delivered_job_is_logged_with_its_details_and_pings_nobody(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_a_delivered_job_is_logged_with_its_details_and_pings_nobody(
+    db_target: Path | str,
+) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         guild = env.discord.guild
         member = guild.member
         prompt = f"@everyone a **cat** <@&{guild.admin_role.id}>"
@@ -124,8 +128,8 @@ async def test_a_delivered_job_is_logged_with_its_details_and_pings_nobody(tmp_p
         assert button_id(entry, "Ban requester") == f"modlog:ban:{job_id}"
 
 
-async def test_failed_and_cancelled_jobs_are_logged(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_failed_and_cancelled_jobs_are_logged(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         env.runcomfy.script(
             JobScript(outcome="fail", error="nope"), JobScript(queue_seconds=FOREVER)
         )
@@ -146,8 +150,8 @@ async def test_failed_and_cancelled_jobs_are_logged(tmp_path: Path) -> None:
         assert fields(entry)["Requester"].startswith(f"<@{env.discord.guild.admin.id}>")
 
 
-async def test_an_edit_logs_its_input_images(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_an_edit_logs_its_input_images(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         upload = env.discord.make_attachment(filename="in.png")
         sent = await env.discord.slash_command("edit", {"prompt": "add a hat", "image": upload})
         status = await env.acknowledged(sent)
@@ -157,8 +161,8 @@ async def test_an_edit_logs_its_input_images(tmp_path: Path) -> None:
         assert fields(entry)["Input images"] == f"[1]({upload.url})"
 
 
-async def test_a_blocked_prompt_is_logged_for_moderators_only(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_a_blocked_prompt_is_logged_for_moderators_only(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         guild = env.discord.guild
         await env.admin("blocklist add", {"pattern": "dragon"})
         prompt = "a D.R.A.G.O.N ||spoiler escape|| @everyone"
@@ -187,8 +191,8 @@ async def test_a_blocked_prompt_is_logged_for_moderators_only(tmp_path: Path) ->
         assert elsewhere == [] and env.runcomfy.requests == []
 
 
-async def test_the_log_channel_setting_turns_the_log_on_and_off(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_the_log_channel_setting_turns_the_log_on_and_off(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         assert env.bot is not None
         await env.admin("log-channel")  # off
         _, quiet_id = await delivered(env, "unlogged")
@@ -206,9 +210,9 @@ async def test_the_log_channel_setting_turns_the_log_on_and_off(tmp_path: Path) 
 
 
 async def test_an_unusable_log_channel_never_breaks_delivery(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    db_target: Path | str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with studio_env(tmp_path) as env:
+    async with studio_env(db_target) as env:
         guild = env.discord.guild
         hidden = env.discord.add_text_channel(
             guild,
@@ -235,8 +239,8 @@ async def test_an_unusable_log_channel_never_breaks_delivery(
 # -- the moderators' buttons --------------------------------------------------------------------
 
 
-async def test_remove_deletes_the_public_result_for_moderators_only(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_remove_deletes_the_public_result_for_moderators_only(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         guild = env.discord.guild
         result, job_id = await delivered(env, "questionable")
         entry = await env.log_entry(log_id)
@@ -266,8 +270,8 @@ async def test_remove_deletes_the_public_result_for_moderators_only(tmp_path: Pa
         assert show.ephemeral and "removed by a moderator" in show.callback_data["content"]
 
 
-async def test_refund_gives_the_credits_back_once(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_refund_gives_the_credits_back_once(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         guild = env.discord.guild
         member = guild.member
         _, job_id = await delivered(env, "refund me", count=3)
@@ -298,8 +302,8 @@ async def test_refund_gives_the_credits_back_once(tmp_path: Path) -> None:
         assert disabled(updated) == {"Refund"}
 
 
-async def test_ban_requester_opens_a_modal_and_bans(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_ban_requester_opens_a_modal_and_bans(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         guild = env.discord.guild
         member = guild.member
         _, job_id = await delivered(env, "rule breaker")
@@ -346,8 +350,8 @@ async def test_ban_requester_opens_a_modal_and_bans(tmp_path: Path) -> None:
         assert job_id in fields(updated)["Job"]
 
 
-async def test_ban_from_a_blocked_prompt_with_a_default_reason(tmp_path: Path) -> None:
-    async with logged_studio(tmp_path) as (env, log_id):
+async def test_ban_from_a_blocked_prompt_with_a_default_reason(db_target: Path | str) -> None:
+    async with logged_studio(db_target) as (env, log_id):
         guild = env.discord.guild
         await env.admin("blocklist add", {"pattern": "dragon"})
         refused = await env.imagine("dragon")
@@ -400,8 +404,10 @@ async def bot_sees_nsfw(env: StudioEnv, channel_id: int, nsfw: bool) -> None:
     await env.discord.wait_until(seen, poll=0.01, describe=f"channel {channel_id} nsfw={nsfw}")
 
 
-async def test_age_restricted_results_stay_in_age_restricted_channels(tmp_path: Path) -> None:
-    async with studio_env(tmp_path) as env, env.running():
+async def test_age_restricted_results_stay_in_age_restricted_channels(
+    db_target: Path | str,
+) -> None:
+    async with studio_env(db_target) as env, env.running():
         guild = env.discord.guild
         nsfw, general = guild.nsfw_channel, guild.text_channel
         result, job_id = await delivered(env, "spicy", channel_id=nsfw.id)
@@ -455,9 +461,9 @@ class FakeThread(FakeChannel):
 
 
 async def test_a_thread_follows_its_parents_channel_rules_and_age_restriction(
-    tmp_path: Path,
+    db_target: Path | str,
 ) -> None:
-    async with studio_env(tmp_path) as env:
+    async with studio_env(db_target) as env:
         guild = env.discord.guild
         parent = guild.nsfw_channel
         thread = FakeThread(

@@ -165,3 +165,68 @@ def test_env_example_documents_every_setting_and_parses() -> None:
         "LOG_LEVEL",
     }
     assert set(example) == read
+
+
+def test_postgresql_and_shards_are_read_and_the_url_stays_out_of_the_repr() -> None:
+    env = {
+        **MINIMAL,
+        "DATABASE_URL": "postgresql://studio:pg-secret@db.example:5432/studio",
+        "SHARD_COUNT": "4",
+        "SHARD_IDS": "3, 1",
+    }
+    settings = BotSettings.from_env(env)
+    assert settings.database_target == env["DATABASE_URL"]
+    assert (settings.shard_count, settings.shard_ids) == (4, (1, 3))
+    assert settings.shards == [1, 3] and settings.lease_owner == "shards 1,3 of 4"
+    assert "pg-secret" not in repr(settings)
+    alone = BotSettings.from_env(MINIMAL)
+    assert alone.database_target == Path("data/bot.sqlite3") and alone.shards == [0]
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"DATABASE_URL": "mysql://x"},
+            "DATABASE_URL: must be a postgresql:// URL (unset: SQLite)",
+        ),
+        ({"SHARD_IDS": "0"}, "SHARD_IDS: needs SHARD_COUNT, the shards of the whole bot"),
+        (
+            {"SHARD_COUNT": "2", "SHARD_IDS": "0"},
+            "SHARD_IDS: needs DATABASE_URL: several processes share PostgreSQL",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://h/db", "SHARD_COUNT": "2", "SHARD_IDS": "2"},
+            "SHARD_IDS: each must be from 0 to 1 (SHARD_COUNT - 1)",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://h/db", "SHARD_COUNT": "2", "SHARD_IDS": "a"},
+            "SHARD_IDS: must be shard numbers like 0,1, got 'a'",
+        ),
+    ],
+)
+def test_bad_database_and_shard_settings_are_one_line_each(
+    env: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        BotSettings.from_env({**MINIMAL, **env})
+    assert [str(p) for p in caught.value.problems] == [problem]
+
+
+def test_a_sharded_bot_runs_its_own_slice_of_the_shards(tmp_path: Path) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from bot import ShardedStudioBot, create_bot
+    from storage import Storage
+
+    env = {**MINIMAL, "DATABASE_URL": "postgresql://h/db", "SHARD_COUNT": "4", "SHARD_IDS": "1,2"}
+    settings = BotSettings.from_env(env)
+
+    async def build() -> tuple[object, object, object]:
+        async with aiohttp.ClientSession() as session, Storage.open(tmp_path / "s.db") as storage:
+            made = create_bot(settings, session=session, storage=storage)
+            return type(made), made.shard_ids, made.shard_count
+
+    assert asyncio.run(build()) == (ShardedStudioBot, [1, 2], 4)

@@ -233,3 +233,23 @@ async def test_start_up_logs_the_api_base_and_the_invite_url(
             and f"client_id={app}" in m
             for m in messages
         )
+
+
+async def test_check_a_postgresql_database_names_the_server_never_its_password(
+    postgres_url: str,
+) -> None:
+    from services.startup_check import check_database
+
+    # the throwaway server trusts loopback, so any password is accepted and must not be shown
+    with_password = postgres_url.replace("postgres@", "postgres:hunter2@")
+    result = await check_database(with_password)
+    assert result.ok, result.line()
+    assert "hunter2" not in result.line() and "postgres:***@127.0.0.1" in result.line()
+    assert result.line().endswith(f"writable, schema version {LATEST_VERSION})")
+
+    unreachable = await check_database("postgresql://studio:hunter2@127.0.0.1:1/studio")
+    assert not unreachable.ok and "hunter2" not in unreachable.line()
+    assert unreachable.line().startswith(
+        "database: cannot open the database postgresql://studio:***@"
+    )
+    assert unreachable.line().endswith("; check DATABASE_URL")

@@ -18,8 +18,8 @@ from storage.jobs import ABANDONED_ERROR
 from tests.storage_fixtures import GUILD, new_job, open_storage
 
 
-async def test_a_failing_write_in_a_group_is_undone_alone(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=100) as storage:
+async def test_a_failing_write_in_a_group_is_undone_alone(db_target):
+    async with open_storage(db_target, default_daily_credits=100) as storage:
         parent = await storage.jobs.create_reserved(new_job())
         results = await asyncio.gather(
             # Alone on the database thread while the next four queue up into one group, so a
@@ -44,8 +44,8 @@ async def test_a_failing_write_in_a_group_is_undone_alone(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_writes_apply_in_the_order_they_were_made(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_writes_apply_in_the_order_they_were_made(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job())
         steps = [JobState.SUBMITTING, JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING]
         results = await asyncio.gather(
@@ -58,8 +58,8 @@ async def test_writes_apply_in_the_order_they_were_made(tmp_path):
         assert [e.state for e in await storage.jobs.events(job.id)] == [JobState.RESERVED, *steps]
 
 
-async def test_no_writes_after_close(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_no_writes_after_close(db_target):
+    async with open_storage(db_target) as storage:
         pending = asyncio.ensure_future(storage.jobs.create_reserved(new_job()))
         await asyncio.sleep(0)
     # Closing waited for the queued write to finish.
@@ -68,19 +68,19 @@ async def test_no_writes_after_close(tmp_path):
         await storage.jobs.create_reserved(new_job())
 
 
-async def test_writes_queued_beyond_one_group_all_finish_before_close(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=10_000) as storage:
+async def test_writes_queued_beyond_one_group_all_finish_before_close(db_target):
+    async with open_storage(db_target, default_daily_credits=10_000) as storage:
         pending = [
             asyncio.ensure_future(storage.jobs.create_reserved(new_job())) for _ in range(600)
         ]
         await asyncio.sleep(0)  # every one is queued; at most one group is on the thread
     assert all(p.done() and p.exception() is None for p in pending)
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         assert len(await storage.jobs.unfinished()) == 600
 
 
-async def test_reads_after_close_are_a_storage_error(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_reads_after_close_are_a_storage_error(db_target):
+    async with open_storage(db_target) as storage:
         pass
     with pytest.raises(StorageError, match="closed"):
         await storage.jobs.get("anything")
@@ -91,8 +91,8 @@ async def test_reads_after_close_are_a_storage_error(tmp_path):
 # --- cancelled callers -----------------------------------------------------------------------
 
 
-async def test_a_write_cancelled_before_it_reaches_the_database_never_happens(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_a_write_cancelled_before_it_reaches_the_database_never_happens(db_target):
+    async with open_storage(db_target) as storage:
         first = asyncio.ensure_future(storage.jobs.create_reserved(new_job(user_id=1)))
         queued = asyncio.ensure_future(storage.jobs.create_reserved(new_job(user_id=2)))
         # Both run up to their write: the first is on the database thread, the second waits.
@@ -103,14 +103,14 @@ async def test_a_write_cancelled_before_it_reaches_the_database_never_happens(tm
             await queued
         after = await storage.jobs.create_reserved(new_job(user_id=3))
         assert after.state is JobState.RESERVED
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         assert await storage.jobs.recent_for_user(2) == []
         assert (await storage.quota.balance(2, GUILD)).used == 0
         assert await storage.quota.ledger(2, GUILD) == []
 
 
-async def test_a_reservation_cancelled_mid_write_is_released_not_left_holding_credits(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=3) as storage:
+async def test_a_reservation_cancelled_mid_write_is_released_not_left_holding_credits(db_target):
+    async with open_storage(db_target, default_daily_credits=3) as storage:
         task = asyncio.ensure_future(
             storage.jobs.create_reserved(new_job(cost=3, interaction_token="t"), max_in_flight=1)
         )
@@ -119,7 +119,7 @@ async def test_a_reservation_cancelled_mid_write_is_released_not_left_holding_cr
         with pytest.raises(asyncio.CancelledError):
             await task
     # Closing waited for the write and for the release it caused.
-    async with open_storage(tmp_path, default_daily_credits=3) as storage:
+    async with open_storage(db_target, default_daily_credits=3) as storage:
         [job] = await storage.jobs.recent_for_user(1)
         assert (job.state, job.error) == (JobState.FAILED, ABANDONED_ERROR)
         assert await storage.jobs.unfinished() == []  # a restart will not submit it
@@ -169,9 +169,9 @@ def _database_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith(THREAD_NAME)}
 
 
-async def test_closing_ends_the_database_thread(tmp_path):
+async def test_closing_ends_the_database_thread(db_target):
     before = _database_threads()
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         await storage.jobs.create_reserved(new_job())
         assert len(_database_threads() - before) == 1
     assert _database_threads() == before

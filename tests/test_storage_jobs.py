@@ -22,9 +22,9 @@ from tests.storage_fixtures import (
 )
 
 
-async def test_a_new_job_keeps_everything_it_was_given(tmp_path):
+async def test_a_new_job_keeps_everything_it_was_given(db_target):
     expires = T0 + timedelta(minutes=15)
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         parent = await storage.jobs.create_reserved(new_job())
         job = await storage.jobs.create_reserved(
             new_job(
@@ -55,25 +55,25 @@ async def test_a_new_job_keeps_everything_it_was_given(tmp_path):
         assert await storage.jobs.get("missing") is None
 
 
-async def test_the_interaction_token_never_shows_in_repr(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_the_interaction_token_never_shows_in_repr(db_target):
+    async with open_storage(db_target) as storage:
         new = new_job(interaction_token="super-secret-token")
         job = await storage.jobs.create_reserved(new)
         assert "super-secret-token" not in repr(job)
         assert "super-secret-token" not in repr(new)
 
 
-async def test_ids_are_unique_across_many_jobs(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=10_000) as storage:
+async def test_ids_are_unique_across_many_jobs(db_target):
+    async with open_storage(db_target, default_daily_credits=10_000) as storage:
         jobs = await asyncio.gather(*(storage.jobs.create_reserved(new_job()) for _ in range(400)))
         assert len({j.id for j in jobs}) == 400
 
 
-async def test_ids_sort_by_creation_time_and_clashes_are_retried(tmp_path, monkeypatch):
+async def test_ids_sort_by_creation_time_and_clashes_are_retried(db_target, monkeypatch):
     from storage import job_ids
 
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=100) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=100) as storage:
         earlier = await storage.jobs.create_reserved(new_job())
         clock.advance(seconds=1)
         later = await storage.jobs.create_reserved(new_job())
@@ -92,24 +92,24 @@ async def test_ids_sort_by_creation_time_and_clashes_are_retried(tmp_path, monke
     ("field", "value"),
     [("cost", -1), ("user_id", 0), ("channel_id", None), ("params", {"x": object()})],
 )
-async def test_invalid_new_jobs_are_refused_with_the_field(tmp_path, field, value):
-    async with open_storage(tmp_path) as storage:
+async def test_invalid_new_jobs_are_refused_with_the_field(db_target, field, value):
+    async with open_storage(db_target) as storage:
         with pytest.raises(InvalidSettingError) as caught:
             await storage.jobs.create_reserved(new_job(**{field: value}))
         assert caught.value.field == field
 
 
-async def test_an_unknown_parent_is_refused(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_an_unknown_parent_is_refused(db_target):
+    async with open_storage(db_target) as storage:
         with pytest.raises(InvalidSettingError) as caught:
             await storage.jobs.create_reserved(new_job(parent_job_id="nosuchjob"))
         assert caught.value.field == "parent_job_id"
         assert await storage.jobs.recent_for_user(1) == []
 
 
-async def test_transitions_record_fields_and_events_in_order(tmp_path):
+async def test_transitions_record_fields_and_events_in_order(db_target):
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock) as storage:
+    async with open_storage(db_target, clock=clock) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=2))
         clock.advance(seconds=1)
         submitting = await storage.jobs.transition(job.id, JobState.SUBMITTING)
@@ -146,8 +146,8 @@ async def test_transitions_record_fields_and_events_in_order(tmp_path):
         assert all(e.job_id == job.id for e in events)
 
 
-async def test_transition_is_a_compare_and_set(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_transition_is_a_compare_and_set(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job())
         assert (
             await storage.jobs.transition(job.id, JobState.QUEUED, expected=[JobState.RUNNING])
@@ -158,8 +158,8 @@ async def test_transition_is_a_compare_and_set(tmp_path):
         assert await storage.jobs.transition("missing", JobState.RUNNING) is None
 
 
-async def test_a_second_delivery_changes_nothing_and_commits_once(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_a_second_delivery_changes_nothing_and_commits_once(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=3))
         first, second = await asyncio.gather(
             storage.jobs.transition(job.id, JobState.DELIVERED, result_urls=["https://a/1"]),
@@ -182,8 +182,8 @@ async def test_a_second_delivery_changes_nothing_and_commits_once(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_transition_after_a_direct_commit_does_not_commit_again(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_transition_after_a_direct_commit_does_not_commit_again(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=2))
         assert await storage.quota.commit(job.id, 1)
         done = await storage.jobs.transition(job.id, JobState.DELIVERED)
@@ -192,8 +192,8 @@ async def test_transition_after_a_direct_commit_does_not_commit_again(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_set_fields_changes_no_state_and_validates_names(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_set_fields_changes_no_state_and_validates_names(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(interaction_token="t"))
         updated = await storage.jobs.set_fields(
             job.id, log_message_id=77, interaction_token=None, error="slow"
@@ -222,9 +222,9 @@ async def test_set_fields_changes_no_state_and_validates_names(tmp_path):
         assert caught.value.field == "token_expires_at"
 
 
-async def test_unfinished_lists_every_non_terminal_job_oldest_first(tmp_path):
+async def test_unfinished_lists_every_non_terminal_job_oldest_first(db_target):
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=100) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=100) as storage:
         states = [
             JobState.RESERVED,
             JobState.SUBMITTING,
@@ -266,9 +266,9 @@ def test_the_unfinished_queries_use_the_partial_index(tmp_path):
         conn.close()
 
 
-async def test_recent_in_flight_and_last_created(tmp_path):
+async def test_recent_in_flight_and_last_created(db_target):
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=100) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=100) as storage:
         first = await storage.jobs.create_reserved(new_job(user_id=1), now=clock.advance(seconds=1))
         second = await storage.jobs.create_reserved(
             new_job(user_id=1, guild_id=OTHER_GUILD), now=clock.advance(seconds=1)
@@ -294,9 +294,9 @@ async def test_recent_in_flight_and_last_created(tmp_path):
         assert await storage.jobs.last_created_at(3, GUILD) is None
 
 
-async def test_stats_for_moderators(tmp_path):
+async def test_stats_for_moderators(db_target):
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=100) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=100) as storage:
         old = await storage.jobs.create_reserved(new_job(user_id=9, cost=4))
         await storage.jobs.transition(old.id, JobState.DELIVERED, result_urls=["u"] * 4)
         since = clock.advance(hours=1)
@@ -387,9 +387,9 @@ async def test_the_bots_queries_use_indexes_made_for_them(tmp_path):
                 assert not any("jobs_by_guild" in line for line in lines), lines
 
 
-async def test_text_with_sql_in_it_is_stored_as_text(tmp_path):
+async def test_text_with_sql_in_it_is_stored_as_text(db_target):
     nasty = "'); DROP TABLE jobs; -- \" OR 1=1"
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(
             new_job(prompt=nasty, params={"seed": nasty}, interaction_token=nasty)
         )
@@ -408,10 +408,10 @@ async def test_text_with_sql_in_it_is_stored_as_text(tmp_path):
         assert await storage.integrity_check() == []
 
 
-async def test_the_interaction_token_never_reaches_the_logs(tmp_path, caplog):
+async def test_the_interaction_token_never_reaches_the_logs(db_target, caplog):
     secret = "super-secret-interaction-token"
     caplog.set_level(logging.DEBUG)
-    async with open_storage(tmp_path, default_daily_credits=5) as storage:
+    async with open_storage(db_target, default_daily_credits=5) as storage:
         job = await storage.jobs.create_reserved(new_job(interaction_token=secret))
         await storage.jobs.set_fields(job.id, interaction_token=secret)
         await storage.jobs.transition(job.id, JobState.RUNNING, interaction_token=secret)
@@ -430,8 +430,8 @@ async def test_the_interaction_token_never_reaches_the_logs(tmp_path, caplog):
     assert secret not in caplog.text
 
 
-async def test_rejection_after_approval_wait_refunds_once_whatever_is_repeated(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=3) as storage:
+async def test_rejection_after_approval_wait_refunds_once_whatever_is_repeated(db_target):
+    async with open_storage(db_target, default_daily_credits=3) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=3))
         await storage.jobs.transition(job.id, JobState.COMPLETED, result_urls=["https://o/1"])
         await storage.jobs.transition(
@@ -457,8 +457,8 @@ async def test_rejection_after_approval_wait_refunds_once_whatever_is_repeated(t
         assert await storage.quota.audit() == []
 
 
-async def test_refund_and_rejection_after_delivery_refund_once_between_them(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=5) as storage:
+async def test_refund_and_rejection_after_delivery_refund_once_between_them(db_target):
+    async with open_storage(db_target, default_daily_credits=5) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=4))
         await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=3)
         assert await storage.quota.refund(job.id) is True

@@ -9,7 +9,7 @@ import pytest
 
 from storage import JobState, LedgerKind, SchemaTooNewError, Storage
 from storage import migrations as migrations_module
-from storage.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from storage.migrations import LATEST_VERSION, MIGRATIONS, migrate, sqlite_statements
 from tests.storage_fixtures import GUILD, FakeClock, new_job, open_storage
 
 DAY = "2025-03-14"
@@ -138,7 +138,7 @@ async def test_each_upgrade_sets_user_version_in_the_same_transaction(tmp_path):
     [version] = [i for i, s in enumerate(statements) if s.startswith("PRAGMA user_version =")]
     assert len(begins) == len(commits) == 1
     ddl = [i for i, s in enumerate(statements) if s.lstrip().startswith(("CREATE", "ALTER"))]
-    assert len(ddl) == sum(len(m) for m in MIGRATIONS)
+    assert len(ddl) == sum(len(sqlite_statements(m)) for m in MIGRATIONS)
     assert begins[0] < min(ddl) and max(ddl) < version < commits[0]
 
 
@@ -160,11 +160,11 @@ async def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):
         conn.close()
 
 
-async def test_reopening_keeps_everything(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_reopening_keeps_everything(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=2))
         await storage.policy.update(GUILD, cooldown_seconds=30)
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         again = await storage.jobs.get(job.id)
         assert again == job
         assert (await storage.policy.get(GUILD)).cooldown_seconds == 30
@@ -182,3 +182,22 @@ async def test_the_ledger_is_append_only(tmp_path):
             conn.execute("DELETE FROM ledger")
     finally:
         conn.close()
+
+
+async def test_on_postgresql_the_ledger_is_append_only_and_a_newer_schema_is_refused(
+    postgres_url: str,
+) -> None:
+    async with open_storage(postgres_url) as storage:
+        await storage.jobs.create_reserved(new_job(cost=2))
+        for sql in ("UPDATE ledger SET amount = 0", "DELETE FROM ledger"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                await storage.db.write(lambda c, sql=sql: c.execute(sql))
+        assert await storage.quota.audit() == []
+        # as a newer bot would leave it
+        await storage.db.write(
+            lambda c: c.execute("UPDATE schema_version SET version = ?", (LATEST_VERSION + 1,))
+        )
+    with pytest.raises(SchemaTooNewError) as caught:
+        async with Storage.open(postgres_url):
+            pass
+    assert (caught.value.found, caught.value.supported) == (LATEST_VERSION + 1, LATEST_VERSION)

@@ -10,8 +10,8 @@ from storage import GuildPolicy, InvalidSettingError
 from tests.storage_fixtures import GUILD, OTHER_GUILD, T0, FakeClock, open_storage
 
 
-async def test_an_unconfigured_guild_gets_the_defaults(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_an_unconfigured_guild_gets_the_defaults(db_target):
+    async with open_storage(db_target) as storage:
         policy = await storage.policy.get(GUILD)
         assert policy == GuildPolicy(guild_id=GUILD)
         assert policy.allowed_channel_ids == frozenset()  # every channel
@@ -22,8 +22,8 @@ async def test_an_unconfigured_guild_gets_the_defaults(tmp_path):
         assert (policy.cooldown_seconds, policy.max_jobs_in_flight) == (0, 3)
 
 
-async def test_update_changes_only_the_named_fields_and_persists(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_update_changes_only_the_named_fields_and_persists(db_target):
+    async with open_storage(db_target) as storage:
         await storage.policy.update(GUILD, allowed_channel_ids={10, 11}, cooldown_seconds=30)
         policy = await storage.policy.update(
             GUILD,
@@ -52,7 +52,7 @@ async def test_update_changes_only_the_named_fields_and_persists(tmp_path):
             dms_enabled=True,
         )
         assert policy == expected
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         assert await storage.policy.get(GUILD) == expected
         assert await storage.policy.get(OTHER_GUILD) == GuildPolicy(guild_id=OTHER_GUILD)
         # None puts an optional setting back to "not set".
@@ -82,8 +82,8 @@ async def test_update_changes_only_the_named_fields_and_persists(tmp_path):
         ({"cooldown_seconds": 10, "max_safety": 9}, "max_safety"),
     ],
 )
-async def test_update_rejects_bad_names_and_values_naming_the_field(tmp_path, fields, bad):
-    async with open_storage(tmp_path) as storage:
+async def test_update_rejects_bad_names_and_values_naming_the_field(db_target, fields, bad):
+    async with open_storage(db_target) as storage:
         with pytest.raises(ValueError) as caught:
             await storage.policy.update(GUILD, **fields)
         assert isinstance(caught.value, InvalidSettingError)
@@ -93,8 +93,8 @@ async def test_update_rejects_bad_names_and_values_naming_the_field(tmp_path, fi
         assert await storage.policy.get(GUILD) == GuildPolicy(guild_id=GUILD)
 
 
-async def test_role_tiers_and_user_overrides(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_role_tiers_and_user_overrides(db_target):
+    async with open_storage(db_target) as storage:
         await storage.policy.set_role_tier(GUILD, 501, 30)
         await storage.policy.set_role_tier(GUILD, 502, 50)
         await storage.policy.set_role_tier(GUILD, 501, 35)
@@ -114,8 +114,8 @@ async def test_role_tiers_and_user_overrides(tmp_path):
             await storage.policy.set_role_tier(GUILD, 0, 5)
 
 
-async def test_blocklist(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_blocklist(db_target):
+    async with open_storage(db_target) as storage:
         word = await storage.policy.add_block(GUILD, "  gore ", is_regex=False, added_by=9)
         assert (word.pattern, word.is_regex, word.added_by, word.at) == ("gore", False, 9, T0)
         regex = await storage.policy.add_block(GUILD, r"\bnsfw\d*\b", is_regex=True, added_by=9)
@@ -133,9 +133,9 @@ async def test_blocklist(tmp_path):
             await storage.policy.add_block(GUILD, "   ", is_regex=False, added_by=9)
 
 
-async def test_bans_with_expiry(tmp_path):
+async def test_bans_with_expiry(db_target):
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock) as storage:
+    async with open_storage(db_target, clock=clock) as storage:
         until = T0 + timedelta(hours=2)
         ban = await storage.policy.ban(GUILD, 7, reason="spam", banned_by=9, until=until)
         assert (ban.reason, ban.banned_by, ban.until, ban.at) == ("spam", 9, until, T0)
@@ -155,8 +155,8 @@ async def test_bans_with_expiry(tmp_path):
         assert await storage.policy.get_ban(GUILD, 7) is None
 
 
-async def test_ban_times_must_be_timezone_aware(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_ban_times_must_be_timezone_aware(db_target):
+    async with open_storage(db_target) as storage:
         with pytest.raises(InvalidSettingError) as caught:
             await storage.policy.ban(GUILD, 7, reason=None, banned_by=9, until=datetime(2030, 1, 1))
         assert caught.value.field == "until"

@@ -86,8 +86,8 @@ def test_quota_settings_from_the_environment():
 # --- races ----------------------------------------------------------------------------------
 
 
-async def test_500_concurrent_reservations_against_a_limit_of_37_grant_exactly_37(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=37) as storage:
+async def test_500_concurrent_reservations_against_a_limit_of_37_grant_exactly_37(db_target):
+    async with open_storage(db_target, default_daily_credits=37) as storage:
         results = await asyncio.gather(
             *(storage.jobs.create_reserved(new_job(user_id=5)) for _ in range(500)),
             return_exceptions=True,
@@ -104,13 +104,13 @@ async def test_500_concurrent_reservations_against_a_limit_of_37_grant_exactly_3
         assert await storage.quota.audit() == []
 
 
-async def test_two_connections_racing_on_one_file_still_grant_exactly_the_limit(tmp_path):
+async def test_two_connections_racing_on_one_file_still_grant_exactly_the_limit(db_target):
     # Two bot processes (or a bot and a maintenance script) on the same file: the write lock,
     # taken at BEGIN IMMEDIATE, serialises them; the busy timeout makes the loser wait.
     clock = FakeClock()
     async with (
-        open_storage(tmp_path, clock=clock, default_daily_credits=37) as first,
-        open_storage(tmp_path, clock=clock, default_daily_credits=37) as second,
+        open_storage(db_target, clock=clock, default_daily_credits=37) as first,
+        open_storage(db_target, clock=clock, default_daily_credits=37) as second,
     ):
         results = await asyncio.gather(
             *(
@@ -127,8 +127,8 @@ async def test_two_connections_racing_on_one_file_still_grant_exactly_the_limit(
         assert await first.quota.audit() == []
 
 
-async def test_guild_cap_race_across_many_members(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=100) as storage:
+async def test_guild_cap_race_across_many_members(db_target):
+    async with open_storage(db_target, default_daily_credits=100) as storage:
         await storage.policy.update(GUILD, daily_cap=23)
         results = await asyncio.gather(
             *(
@@ -149,8 +149,8 @@ async def test_guild_cap_race_across_many_members(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_global_cap_race_across_guilds_and_dms(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=100, global_daily_cap=29) as storage:
+async def test_global_cap_race_across_guilds_and_dms(db_target):
+    async with open_storage(db_target, default_daily_credits=100, global_daily_cap=29) as storage:
         guilds = [GUILD, OTHER_GUILD, None]
         results = await asyncio.gather(
             *(
@@ -166,8 +166,8 @@ async def test_global_cap_race_across_guilds_and_dms(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_refused_reservations_leave_no_trace(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=2) as storage:
+async def test_refused_reservations_leave_no_trace(db_target):
+    async with open_storage(db_target, default_daily_credits=2) as storage:
         await storage.jobs.create_reserved(new_job(cost=2))
         with pytest.raises(QuotaExceededError):
             await storage.jobs.create_reserved(new_job(cost=1))
@@ -175,8 +175,8 @@ async def test_refused_reservations_leave_no_trace(tmp_path):
         assert len(await storage.quota.ledger(1, GUILD)) == 1
 
 
-async def test_quota_error_says_which_limit_and_when_it_frees(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=5) as storage:
+async def test_quota_error_says_which_limit_and_when_it_frees(db_target):
+    async with open_storage(db_target, default_daily_credits=5) as storage:
         await storage.jobs.create_reserved(new_job(cost=4))
         with pytest.raises(QuotaExceededError) as caught:
             await storage.jobs.create_reserved(new_job(cost=2))
@@ -186,8 +186,8 @@ async def test_quota_error_says_which_limit_and_when_it_frees(tmp_path):
         assert "daily allowance" in str(error)
 
 
-async def test_max_in_flight_is_enforced_atomically(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=100) as storage:
+async def test_max_in_flight_is_enforced_atomically(db_target):
+    async with open_storage(db_target, default_daily_credits=100) as storage:
         results = await asyncio.gather(
             *(storage.jobs.create_reserved(new_job(), max_in_flight=3) for _ in range(20)),
             return_exceptions=True,
@@ -202,8 +202,8 @@ async def test_max_in_flight_is_enforced_atomically(tmp_path):
 # --- commit and refund ----------------------------------------------------------------------
 
 
-async def test_commit_and_refund_twice_change_nothing(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_commit_and_refund_twice_change_nothing(db_target):
+    async with open_storage(db_target) as storage:
         delivered = await storage.jobs.create_reserved(new_job(cost=3))
         assert await storage.quota.commit(delivered.id) is True
         assert await storage.quota.commit(delivered.id) is False
@@ -226,8 +226,8 @@ async def test_commit_and_refund_twice_change_nothing(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_partial_delivery_commits_what_was_delivered_and_refunds_the_rest(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_partial_delivery_commits_what_was_delivered_and_refunds_the_rest(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=4))
         done = await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=1)
         assert done.committed == 1
@@ -236,8 +236,8 @@ async def test_partial_delivery_commits_what_was_delivered_and_refunds_the_rest(
         assert kinds == [(LedgerKind.RESERVE, 4), (LedgerKind.COMMIT, 1), (LedgerKind.REFUND, 3)]
 
 
-async def test_delivered_cost_must_fit_the_reservation(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_delivered_cost_must_fit_the_reservation(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=2))
         with pytest.raises(InvalidSettingError) as caught:
             await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=3)
@@ -249,8 +249,8 @@ async def test_delivered_cost_must_fit_the_reservation(tmp_path):
             await storage.jobs.transition(job.id, JobState.FAILED, delivered_cost=1)
 
 
-async def test_refund_after_delivery_returns_credits_to_the_member_once(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+async def test_refund_after_delivery_returns_credits_to_the_member_once(db_target):
+    async with open_storage(db_target, default_daily_credits=10) as storage:
         await storage.policy.update(GUILD, daily_cap=6)
         job = await storage.jobs.create_reserved(new_job(cost=4))
         await storage.jobs.transition(job.id, JobState.DELIVERED)
@@ -267,8 +267,8 @@ async def test_refund_after_delivery_returns_credits_to_the_member_once(tmp_path
 
 
 @pytest.mark.parametrize("end", [JobState.CANCELLED, JobState.FAILED, JobState.REJECTED])
-async def test_ending_without_delivery_refunds_in_full(tmp_path, end):
-    async with open_storage(tmp_path, default_daily_credits=5) as storage:
+async def test_ending_without_delivery_refunds_in_full(db_target, end):
+    async with open_storage(db_target, default_daily_credits=5) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=5))
         await storage.jobs.transition(job.id, JobState.RUNNING)
         await storage.jobs.transition(job.id, end)
@@ -276,10 +276,10 @@ async def test_ending_without_delivery_refunds_in_full(tmp_path, end):
         assert await storage.quota.refund(job.id) is False
 
 
-async def test_commit_of_an_unknown_job_is_an_error(tmp_path):
+async def test_commit_of_an_unknown_job_is_an_error(db_target):
     from storage import JobNotFoundError
 
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         with pytest.raises(JobNotFoundError):
             await storage.quota.commit("nope")
 
@@ -287,9 +287,9 @@ async def test_commit_of_an_unknown_job_is_an_error(tmp_path):
 # --- limits ---------------------------------------------------------------------------------
 
 
-async def test_limit_precedence_override_then_best_tier_then_guild_then_global(tmp_path):
+async def test_limit_precedence_override_then_best_tier_then_guild_then_global(db_target):
     tier_low, tier_high, other_role = 501, 502, 503
-    async with open_storage(tmp_path, default_daily_credits=20) as storage:
+    async with open_storage(db_target, default_daily_credits=20) as storage:
         balance = await storage.quota.balance(1, GUILD, role_ids=[tier_low, tier_high])
         assert (balance.limit, balance.limit_source) == (20, "global default")
 
@@ -325,8 +325,8 @@ async def test_limit_precedence_override_then_best_tier_then_guild_then_global(t
         assert balance.limit_source == "role tier"
 
 
-async def test_an_allowance_of_zero_refuses_even_free_jobs(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_an_allowance_of_zero_refuses_even_free_jobs(db_target):
+    async with open_storage(db_target) as storage:
         await storage.policy.set_user_override(GUILD, 1, 0)
         with pytest.raises(QuotaExceededError) as caught:
             await storage.jobs.create_reserved(new_job(cost=0))
@@ -334,8 +334,8 @@ async def test_an_allowance_of_zero_refuses_even_free_jobs(tmp_path):
         assert (await storage.jobs.create_reserved(new_job(user_id=2, cost=0))).cost == 0
 
 
-async def test_quota_is_per_guild_and_dms_are_their_own(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=3) as storage:
+async def test_quota_is_per_guild_and_dms_are_their_own(db_target):
+    async with open_storage(db_target, default_daily_credits=3) as storage:
         await storage.jobs.create_reserved(new_job(cost=3))
         await storage.jobs.create_reserved(new_job(cost=3, guild_id=OTHER_GUILD))
         await storage.jobs.create_reserved(new_job(cost=3, guild_id=None))
@@ -343,9 +343,9 @@ async def test_quota_is_per_guild_and_dms_are_their_own(tmp_path):
             assert (await storage.quota.balance(1, guild)).remaining == 0
 
 
-async def test_the_allowance_resets_at_utc_midnight(tmp_path):
+async def test_the_allowance_resets_at_utc_midnight(db_target):
     clock = FakeClock(datetime(2025, 3, 14, 23, 59, tzinfo=UTC))
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=4) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=4) as storage:
         late = await storage.jobs.create_reserved(new_job(cost=4))
         balance = await storage.quota.balance(1, GUILD)
         assert (balance.remaining, balance.resets_at) == (0, MIDNIGHT)
@@ -365,9 +365,9 @@ async def test_the_allowance_resets_at_utc_midnight(tmp_path):
 # --- grant and reset ------------------------------------------------------------------------
 
 
-async def test_a_grant_adds_credits_for_today_only(tmp_path):
+async def test_a_grant_adds_credits_for_today_only(db_target):
     clock = FakeClock()
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=2) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=2) as storage:
         await storage.jobs.create_reserved(new_job(cost=2))
         entry = await storage.quota.grant(1, GUILD, 3, actor_id=99, reason="contest winner")
         assert (entry.kind, entry.amount, entry.actor_id, entry.reason) == (
@@ -388,8 +388,8 @@ async def test_a_grant_adds_credits_for_today_only(tmp_path):
         assert (balance.granted, balance.remaining) == (0, 2)
 
 
-async def test_grant_does_not_raise_the_guild_cap(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=2) as storage:
+async def test_grant_does_not_raise_the_guild_cap(db_target):
+    async with open_storage(db_target, default_daily_credits=2) as storage:
         await storage.policy.update(GUILD, daily_cap=2)
         await storage.quota.grant(1, GUILD, 10, actor_id=99)
         await storage.jobs.create_reserved(new_job(cost=2))
@@ -398,8 +398,8 @@ async def test_grant_does_not_raise_the_guild_cap(tmp_path):
         assert caught.value.limit == "guild daily cap"
 
 
-async def test_failed_and_undelivered_credits_free_the_caps(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=100, global_daily_cap=10) as storage:
+async def test_failed_and_undelivered_credits_free_the_caps(db_target):
+    async with open_storage(db_target, default_daily_credits=100, global_daily_cap=10) as storage:
         await storage.policy.update(GUILD, daily_cap=6)
         failed = await storage.jobs.create_reserved(new_job(user_id=1, cost=4))
         partial = await storage.jobs.create_reserved(new_job(user_id=2, cost=2))
@@ -412,16 +412,16 @@ async def test_failed_and_undelivered_credits_free_the_caps(tmp_path):
         await storage.jobs.create_reserved(new_job(user_id=3, cost=5))
 
 
-async def test_grant_rejects_non_positive_amounts(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_grant_rejects_non_positive_amounts(db_target):
+    async with open_storage(db_target) as storage:
         for amount in (0, -3, True):
             with pytest.raises(InvalidSettingError) as caught:
                 await storage.quota.grant(1, GUILD, amount, actor_id=99)
             assert caught.value.field == "amount"
 
 
-async def test_reset_gives_back_settled_credits_and_keeps_in_flight_ones_held(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+async def test_reset_gives_back_settled_credits_and_keeps_in_flight_ones_held(db_target):
+    async with open_storage(db_target, default_daily_credits=10) as storage:
         done = await storage.jobs.create_reserved(new_job(cost=4))
         await storage.jobs.transition(done.id, JobState.DELIVERED)
         running = await storage.jobs.create_reserved(new_job(cost=3))
@@ -439,8 +439,8 @@ async def test_reset_gives_back_settled_credits_and_keeps_in_flight_ones_held(tm
         assert await storage.quota.audit() == []
 
 
-async def test_reset_does_not_lift_the_guild_cap(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+async def test_reset_does_not_lift_the_guild_cap(db_target):
+    async with open_storage(db_target, default_daily_credits=10) as storage:
         await storage.policy.update(GUILD, daily_cap=4)
         job = await storage.jobs.create_reserved(new_job(cost=4))
         await storage.jobs.transition(job.id, JobState.DELIVERED)
@@ -451,8 +451,8 @@ async def test_reset_does_not_lift_the_guild_cap(tmp_path):
         assert caught.value.limit == "guild daily cap"
 
 
-async def test_ledger_lists_newest_first_per_guild(tmp_path):
-    async with open_storage(tmp_path) as storage:
+async def test_ledger_lists_newest_first_per_guild(db_target):
+    async with open_storage(db_target) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=2))
         await storage.quota.grant(1, GUILD, 1, actor_id=99)
         await storage.jobs.create_reserved(new_job(cost=1, guild_id=OTHER_GUILD))
@@ -463,8 +463,8 @@ async def test_ledger_lists_newest_first_per_guild(tmp_path):
 
 
 @pytest.mark.parametrize("how", ["refund", "reject"])
-async def test_a_refund_after_a_reset_never_gives_the_same_credits_back_twice(tmp_path, how):
-    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+async def test_a_refund_after_a_reset_never_gives_the_same_credits_back_twice(db_target, how):
+    async with open_storage(db_target, default_daily_credits=10) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=4))
         await storage.jobs.transition(job.id, JobState.DELIVERED)
         reset = await storage.quota.reset_day(1, GUILD, actor_id=99)
@@ -486,8 +486,8 @@ async def test_a_refund_after_a_reset_never_gives_the_same_credits_back_twice(tm
         assert await storage.quota.audit() == []
 
 
-async def test_a_job_delivered_after_a_reset_can_still_be_refunded(tmp_path):
-    async with open_storage(tmp_path, default_daily_credits=10) as storage:
+async def test_a_job_delivered_after_a_reset_can_still_be_refunded(db_target):
+    async with open_storage(db_target, default_daily_credits=10) as storage:
         before = await storage.jobs.create_reserved(new_job(cost=2))
         await storage.jobs.transition(before.id, JobState.DELIVERED)
         running = await storage.jobs.create_reserved(new_job(cost=3))
@@ -500,10 +500,10 @@ async def test_a_job_delivered_after_a_reset_can_still_be_refunded(tmp_path):
         assert await storage.quota.audit() == []
 
 
-async def test_a_job_reserved_before_midnight_settles_the_day_it_was_reserved(tmp_path):
+async def test_a_job_reserved_before_midnight_settles_the_day_it_was_reserved(db_target):
     clock = FakeClock(datetime(2025, 3, 14, 23, 59, 59, 999999, tzinfo=UTC))
     late_evening = datetime(2025, 3, 14, 23, tzinfo=UTC)
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=4) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=4) as storage:
         job = await storage.jobs.create_reserved(new_job(cost=4))
         clock.now = MIDNIGHT  # delivered one microsecond later, on the next UTC day
         done = await storage.jobs.transition(job.id, JobState.DELIVERED, delivered_cost=1)
@@ -526,14 +526,14 @@ async def test_a_job_reserved_before_midnight_settles_the_day_it_was_reserved(tm
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_balances_equal_the_ledger_through_any_mix_of_operations(tmp_path, seed):
+async def test_balances_equal_the_ledger_through_any_mix_of_operations(db_target, seed):
     """Random days of reservations, deliveries, failures, rejections, refunds, grants and resets
     (crossing midnights): every member's day equals the sum of its entries, and no day is ever
     given back more than it used (a double credit)."""
     rng = random.Random(seed)
     clock = FakeClock(datetime(2025, 3, 14, 20, tzinfo=UTC))
     members = [(u, g) for u in (1, 2, 3) for g in (GUILD, None)]
-    async with open_storage(tmp_path, clock=clock, default_daily_credits=12) as storage:
+    async with open_storage(db_target, clock=clock, default_daily_credits=12) as storage:
         live, delivered = [], []
         for _ in range(150):
             clock.advance(minutes=rng.randint(0, 40))
@@ -595,12 +595,12 @@ async def test_balances_equal_the_ledger_through_any_mix_of_operations(tmp_path,
                 assert (balance.used, balance.granted) == (used - forgiven, granted)
 
 
-async def test_all_limits_hold_together_across_two_connections(tmp_path):
+async def test_all_limits_hold_together_across_two_connections(db_target):
     clock = FakeClock()
     settings = {"default_daily_credits": 100, "global_daily_cap": 25}
     async with (
-        open_storage(tmp_path, clock=clock, **settings) as first,
-        open_storage(tmp_path, clock=clock, **settings) as second,
+        open_storage(db_target, clock=clock, **settings) as first,
+        open_storage(db_target, clock=clock, **settings) as second,
     ):
         await first.policy.update(GUILD, daily_cap=15)
         members = [(u, GUILD) for u in range(1, 11)] + [(u, OTHER_GUILD) for u in range(11, 21)]

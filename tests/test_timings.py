@@ -44,9 +44,9 @@ async def test_estimates_are_stored_replaced_and_read_back(tmp_path: Path) -> No
 
 
 async def test_what_the_client_learned_survives_a_restart(
-    tmp_path: Path, http_session: aiohttp.ClientSession
+    db_target: Path, http_session: aiohttp.ClientSession
 ) -> None:
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         client = new_client(http_session)
         keeper = TimingKeeper(storage, client, delay=3600)
         assert await keeper.load() == 0
@@ -57,7 +57,7 @@ async def test_what_the_client_learned_survives_a_restart(
         learned = client.durations.estimate(KEYS)
         assert set(await storage.estimates.load()) == set(KEYS)
 
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         restarted = new_client(http_session)
         assert restarted.durations.estimate(KEYS) is None
         assert await TimingKeeper(storage, restarted).load() == 2
@@ -65,9 +65,9 @@ async def test_what_the_client_learned_survives_a_restart(
 
 
 async def test_changes_are_saved_soon_after_in_one_write(
-    tmp_path: Path, http_session: aiohttp.ClientSession
+    db_target: Path, http_session: aiohttp.ClientSession
 ) -> None:
-    async with open_storage(tmp_path) as storage:
+    async with open_storage(db_target) as storage:
         client = new_client(http_session)
         keeper = TimingKeeper(storage, client, delay=0.01)
         await keeper.load()

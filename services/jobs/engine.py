@@ -48,10 +48,11 @@ from services.errors import (
 )
 from services.image_inputs import InputImages, NamedUrl
 from services.jobs.breaker import CircuitBreaker
+from services.jobs.leases import LeaseKeeper
 from services.jobs.outage import ApiWatch, OutageNotices
 from services.jobs.pipeline import BEFORE_SUBMIT, DELIVERABLE, FOLLOWING, JobPipeline
 from services.jobs.repeats import RepeatGuard
-from services.jobs.request import decided, validated
+from services.jobs.request import decided, request_context, validated
 from services.jobs.runcomfy import download
 from services.jobs.types import (
     CancelResult,
@@ -64,7 +65,7 @@ from services.jobs.types import (
     may_act_on,
 )
 from services.metrics import Metrics
-from services.policy import CoolingDown, PolicyRefusal, PolicyService, RequestContext
+from services.policy import CoolingDown, PolicyRefusal, PolicyService
 from services.prompt_text import clean_text
 from services.settings import JobTiming
 from services.wording import N_
@@ -108,6 +109,7 @@ class JobService:
         breaker: CircuitBreaker | None = None,
         metrics: Metrics | None = None,
         outages: OutageNotices | None = None,  # the moderators' log
+        lease_owner: str = "this process",  # unique among the processes on one database
     ) -> None:
         self._storage = storage
         self._client = client
@@ -129,10 +131,23 @@ class JobService:
             clock=clock,
         )
         self._repeats = RepeatGuard(self._timing.repeat_window)
+        self._leases = LeaseKeeper(
+            storage,
+            self._pipeline.running,
+            self._adopt,
+            policy,
+            owner=lease_owner,
+            timing=self._timing,
+        )
 
     @property
     def closing(self) -> bool:
         return self._pipeline.closing
+
+    @property
+    def listening(self) -> bool:
+        """Hearing other processes' job and rule changes now (PostgreSQL; for health checks)."""
+        return self._leases.listening
 
     def active_count(self) -> int:
         """Jobs with a task or a pending retry in this process."""
@@ -170,7 +185,7 @@ class JobService:
     async def check_presence(self, who: Requester) -> None:
         """May ``who`` use the studio where they are (bans, channels, roles, DMs)? For actions
         that make nothing (/show); raises PolicyRefusal."""
-        await self._policy.check_presence(_context(who, prompt="", safety=None))
+        await self._policy.check_presence(request_context(who, prompt="", safety=None))
 
     def cost_of(self, spec: JobSpec) -> int:
         return self._quota.cost(spec.num_images, spec.resolution)
@@ -200,7 +215,7 @@ class JobService:
         if policy is not None and policy.cooldown_seconds > 0 and not who.is_moderator:
             last_job_at = await self._storage.jobs.last_created_at(who.user_id, who.guild_id)
             cooldown = timedelta(seconds=policy.cooldown_seconds)
-        context = _context(
+        context = request_context(
             who, prompt=spec.prompt, safety=spec.safety, in_flight=in_flight, last=last_job_at
         )
         try:
@@ -239,6 +254,7 @@ class JobService:
                 role_ids=who.role_ids,
                 max_in_flight=decision.policy.max_jobs_in_flight or None,
                 cooldown=cooldown,  # again, atomically: asks at once cannot slip past it
+                lease=self._leases.lease,  # this process runs it; no other takes it over
             )
         except CoolingDownError as err:
             assert cooldown is not None
@@ -336,61 +352,46 @@ class JobService:
     # -- start-up and shutdown --------------------------------------------------------------
 
     async def resume(self) -> dict[str, int]:
-        """Pick up every unfinished job (see the module docstring); counts by what was done."""
-        pipeline = self._pipeline
+        """Claim and pick up every unfinished job this process may run (see the module
+        docstring), then keep the leases; counts by what was done."""
         counts: Counter[str] = Counter()
-        for job in await self._storage.jobs.unfinished():
-            running = pipeline.running.get(job.id)
-            if running is not None and running.task is not None:
-                continue
-            if job.state == JobState.SUBMITTING:
-                failed = await pipeline.transition(
-                    job.id, JobState.FAILED, {JobState.SUBMITTING}, error=RESTART_LOST_SUBMIT
-                )
-                if failed is not None:
-                    await pipeline.finish(failed)
-                counts["failed"] += 1
-            elif job.state == JobState.RESERVED and not job.acknowledged:
-                # The member never saw it accepted: running it would charge for a surprise.
-                failed = await pipeline.transition(
-                    job.id, JobState.FAILED, BEFORE_SUBMIT, error=NEVER_ACKNOWLEDGED
-                )
-                if failed is not None:
-                    await pipeline.withdraw(failed)
-                counts["never acknowledged"] += 1
-            elif job.state == JobState.AWAITING_APPROVAL:
-                counts["held"] += 1
-            else:
-                pipeline.start(job)
-                counts[job.state.value] += 1
+        for job in await self._leases.claim():
+            if (done := await self._adopt(job)) is not None:
+                counts[done] += 1
         if counts:
             log.info("resumed jobs: %s", dict(counts))
+        self._leases.start()
         return dict(counts)
+
+    async def _adopt(self, job: Job) -> str | None:
+        """Resume one job this process now holds (after a restart or a takeover)."""
+        pipeline = self._pipeline
+        running = pipeline.running.get(job.id)
+        if running is not None and running.task is not None:
+            return None
+        if job.state == JobState.SUBMITTING:
+            failed = await pipeline.transition(
+                job.id, JobState.FAILED, {JobState.SUBMITTING}, error=RESTART_LOST_SUBMIT
+            )
+            if failed is not None:
+                await pipeline.finish(failed)
+            return "failed"
+        if job.state == JobState.RESERVED and not job.acknowledged:
+            # The member never saw it accepted: running it would charge for a surprise.
+            failed = await pipeline.transition(
+                job.id, JobState.FAILED, BEFORE_SUBMIT, error=NEVER_ACKNOWLEDGED
+            )
+            if failed is not None:
+                await pipeline.withdraw(failed)
+            return "never acknowledged"
+        if job.state == JobState.AWAITING_APPROVAL:
+            return "held"
+        pipeline.start(job)
+        return job.state.value
 
     async def close(self) -> None:
         """Stop: no new jobs, let submits on the wire record their request_id, stop the rest."""
+        await self._leases.stop()
         stopped = await self._pipeline.stop()
         log.info("job engine stopped (%d unfinished jobs kept for the next start)", stopped)
-
-
-def _context(
-    who: Requester,
-    *,
-    prompt: str,
-    safety: int | None,
-    in_flight: int = 0,
-    last: datetime | None = None,
-) -> RequestContext:
-    return RequestContext(
-        user_id=who.user_id,
-        guild_id=who.guild_id,
-        channel_id=who.channel_id,
-        parent_channel_id=who.rules_channel_id,
-        role_ids=who.role_ids,
-        is_moderator=who.is_moderator,
-        age_restricted_channel=who.age_restricted_channel,
-        prompt=prompt,
-        safety=safety,
-        in_flight=in_flight,
-        last_job_at=last,
-    )
+        await self._leases.release()

@@ -1,9 +1,8 @@
 """One linear coroutine per job: submit -> follow -> gate -> deliver -> finished.
 
-Each step writes the row that lets a restart tell what happened before its side effect (the
-rules are in ``services/jobs/engine.py``). Progress goes to the presenter, held and ended jobs
-to the events (the moderators' log). No discord imports.
-"""
+Each step writes the row that lets a restart tell what happened before its side effect (rules:
+``services/jobs/engine.py``). Progress goes to the presenter, held and ended jobs to the events
+(the moderators' log). No discord imports."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ DELIVERABLE = frozenset({JobState.COMPLETED, JobState.AWAITING_APPROVAL})
 UNFINISHED = frozenset(s for s in JobState if not s.is_terminal)
 _API_TO_STORE = {ApiState.QUEUED: JobState.QUEUED, ApiState.RUNNING: JobState.RUNNING}
 
-# After a transient API error that escaped the client's own retries: wait this long (capped by
-# the job's deadline) before following the job again.
+# After a transient API error the client's retries gave up on: the wait before following again.
 FOLLOW_PAUSE = 1.0
 
 
@@ -115,8 +113,9 @@ class JobPipeline:
             if job.state == JobState.COMPLETED:
                 await self.deliver(job, running)
         except asyncio.CancelledError:
-            log.info("job %s: stopped by shutdown (kept for the next start)", job.id)
-            raise
+            if not running.elsewhere:  # else another process ended it or holds it: nothing to do
+                log.info("job %s: stopped by shutdown (kept for the next start)", job.id)
+                raise
         except Exception:
             log.exception("job %s: unexpected error", job.id)
             current = await self.current(job)
@@ -207,9 +206,10 @@ class JobPipeline:
         deadline = loop.time() + self._remaining(job)
         while True:
             try:
-                urls = await handle.wait(
-                    timeout=max(0.0, deadline - loop.time()), on_status=on_status
-                )
+                with running.waiting():  # another process's Cancel may stop this wait
+                    urls = await handle.wait(
+                        timeout=max(0.0, deadline - loop.time()), on_status=on_status
+                    )
                 break
             except JobCancelledError:
                 cancelled = await self.transition(job.id, JobState.CANCELLED, FOLLOWING)
@@ -226,7 +226,8 @@ class JobPipeline:
                 if loop.time() >= deadline:
                     return await self._give_up(job)
                 log.warning("job %s: RunComfy trouble (%s); still following", job.id, err)
-                await asyncio.sleep(min(FOLLOW_PAUSE, max(0.0, deadline - loop.time())))
+                with running.waiting():
+                    await asyncio.sleep(min(FOLLOW_PAUSE, max(0.0, deadline - loop.time())))
         self._watch.recovered()
         if not urls:
             return await self._fail_or_current(job, notes.NO_IMAGE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any
 
 from client.models import (
@@ -21,8 +22,8 @@ from client.models import (
     TextToImageRequest,
 )
 from services.errors import InvalidInput
-from services.jobs.types import DEFAULT_UPLOAD_LIMIT, JobSpec
-from services.policy import PolicyDecision
+from services.jobs.types import DEFAULT_UPLOAD_LIMIT, JobSpec, Requester
+from services.policy import PolicyDecision, RequestContext
 from services.prompt_text import has_visible_text
 from services.wording import Wording
 from storage.models import Job, JobKind
@@ -150,4 +151,28 @@ def decided(
         safety_chosen=safety_chosen,
         upload_limit=upload_limit,
         notes=tuple(decision.notes),
+    )
+
+
+def request_context(
+    who: Requester,
+    *,
+    prompt: str,
+    safety: int | None,
+    in_flight: int = 0,
+    last: datetime | None = None,
+) -> RequestContext:
+    """What the policy checks of a member's request."""
+    return RequestContext(
+        user_id=who.user_id,
+        guild_id=who.guild_id,
+        channel_id=who.channel_id,
+        parent_channel_id=who.rules_channel_id,
+        role_ids=who.role_ids,
+        is_moderator=who.is_moderator,
+        age_restricted_channel=who.age_restricted_channel,
+        prompt=prompt,
+        safety=safety,
+        in_flight=in_flight,
+        last_job_at=last,
     )

@@ -6,6 +6,7 @@ Everything else (its state, who asked, what it costs, whether it is held) is in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,17 @@ class RunningJob:
     handle: JobHandle | None = None  # from the submit; rebuilt from request_id after a restart
     delivery_attempts: int = 0  # failed attempts to post the finished result (this run)
     retry: asyncio.TimerHandle | None = None  # the next delivery attempt
+    following: bool = False  # waiting on RunComfy: safe to stop if another process ended it
+    elsewhere: bool = False  # stopped because another process ended or took the job
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """While RunComfy is being waited on (LeaseKeeper may stop the task then)."""
+        self.following = True
+        try:
+            yield
+        finally:
+            self.following = False
 
 
 class RunningJobs:

@@ -56,6 +56,13 @@ class GatewaySession:
     def live(self) -> bool:
         return self.ws is not None and not self.ws.closed
 
+    def covers(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this guild's events (None: DMs) on this session's shard."""
+        shard_id, shard_count = self.identify.get("shard") or (0, 1)
+        if guild_id is None:
+            return shard_id == 0
+        return (guild_id >> 22) % shard_count == shard_id
+
     async def send_dispatch(self, event: str, data: Any) -> None:
         async with self.lock:
             self.seq += 1
@@ -65,6 +72,13 @@ class GatewaySession:
             if self.ws is None:
                 raise ConnectionResetError("session has no socket")
             await self.ws.send_str(json.dumps(frame))
+
+
+def _guild_of(event: str, data: Any) -> int | None:
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("guild_id") or (data.get("id") if event.startswith("GUILD_") else None)
+    return int(raw) if raw is not None else None
 
 
 class Gateway:
@@ -120,7 +134,8 @@ class Gateway:
             self.sessions[session.session_id] = session
             await session.send_dispatch("READY", self._ready_payload(session))
             for guild in self._fake.guilds.values():
-                await session.send_dispatch("GUILD_CREATE", guild.create_payload())
+                if session.covers(guild.id):
+                    await session.send_dispatch("GUILD_CREATE", guild.create_payload())
         elif op == OP_RESUME:
             known = self.sessions.get(data.get("session_id", ""))
             if known is None or data.get("token") != self._fake.token:
@@ -148,7 +163,9 @@ class Gateway:
             "v": 10,
             "user": user,
             "user_settings": {},
-            "guilds": [{"id": str(g), "unavailable": True} for g in fake.guilds],
+            "guilds": [
+                {"id": str(g), "unavailable": True} for g in fake.guilds if session.covers(g)
+            ],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": fake.gateway_url,
@@ -186,9 +203,13 @@ class Gateway:
             await session.send_dispatch("GUILD_MEMBERS_CHUNK", chunk)
 
     async def dispatch(self, event: str, data: Any, *, required: bool = False) -> int:
-        """Send a dispatch to every live session; returns how many received it."""
+        """Send a dispatch to every live session of the event's shard (a guild's events go to
+        shard ``(guild_id >> 22) % shard_count``, DMs to shard 0); how many received it."""
         delivered = 0
+        guild_id = _guild_of(event, data)
         for session in self.live_sessions:
+            if not session.covers(guild_id):
+                continue
             try:
                 await session.send_dispatch(event, data)
             except (ConnectionResetError, RuntimeError):
