@@ -12,7 +12,6 @@ guild's rules when another process changed them. No discord.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -24,6 +23,8 @@ from storage import Storage
 from storage.models import Job
 
 log = logging.getLogger("services.jobs")
+
+STOP_GRACE = 10.0  # seconds a stop waits for the upkeep to end (a DB call may be under way)
 
 
 class RulesCache(Protocol):
@@ -75,8 +76,9 @@ class LeaseKeeper:
         """Stop renewing and taking over (the leases stay until they expire or are released)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            _, running = await asyncio.wait([self._task], timeout=STOP_GRACE)
+            if running:
+                log.warning("lease upkeep did not stop within %s s; leaving it", STOP_GRACE)
             self._task = None
 
     async def release(self) -> None:
@@ -121,10 +123,16 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         next_renew = loop.time() + self._renew_every
         while not lost.is_set():
-            woken = False
             quiet = min(self._check_every, max(0.0, next_renew - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                woken = await asyncio.wait_for(self._wake.wait(), quiet)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's
+            # cancellation when its timeout fires at the same moment, and stop() then waits
+            # forever for a keeper that goes on.
+            try:
+                async with asyncio.timeout(quiet):
+                    await self._wake.wait()
+                woken = True
+            except TimeoutError:
+                woken = False
             self._wake.clear()
             heard, self._heard = self._heard, set()
             try:
