@@ -257,7 +257,52 @@ _V5 = (
 # without an interaction (a result after the token expired, a rejection), speaks it too.
 _V6 = ("ALTER TABLE jobs ADD COLUMN locale TEXT",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7: what members keep beyond a job: named reference images (a result's image n, kept by job
+# and index: Discord's attachment URLs expire, so a fresh one is read when it is used),
+# favourite results, their own defaults; the server's named styles and whether it allows
+# private results.
+_V7 = (
+    """
+    CREATE TABLE member_references (
+        user_id INTEGER NOT NULL,
+        guild_key INTEGER NOT NULL,      -- the guild id, or 0 for DMs
+        name TEXT NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        image_index INTEGER NOT NULL,    -- 0-based, in the job's result_urls
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, guild_key, name)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE favourites (
+        user_id INTEGER NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, job_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE member_presets (
+        user_id INTEGER PRIMARY KEY,
+        settings TEXT NOT NULL,          -- JSON object: the options a member set as defaults
+        updated_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE guild_styles (
+        guild_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,              -- added to the prompt of a job that names the style
+        added_by INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (guild_id, name)
+    ) WITHOUT ROWID
+    """,
+    "ALTER TABLE guild_policy ADD COLUMN private_results INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX jobs_delivered_by_guild ON jobs (guild_id, created_at) WHERE state = 'delivered'",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST_VERSION = len(MIGRATIONS)
 
 
