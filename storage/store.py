@@ -10,8 +10,10 @@ from storage.clock import Clock, utc_now
 from storage.db import Database, integrity_problems
 from storage.estimates import EstimateStore
 from storage.jobs import JobStore
+from storage.library import LibraryStore
 from storage.migrations import migrate, refuse_newer
 from storage.policy import PolicyStore
+from storage.presets import PresetStore, StyleStore
 from storage.quota import QuotaStore
 from storage.settings import QuotaSettings
 
@@ -34,6 +36,9 @@ class Storage:
         self.quota = QuotaStore(db, quota, clock)
         self.policy = PolicyStore(db, clock)
         self.estimates = EstimateStore(db, clock)  # job durations the client learned
+        self.presets = PresetStore(db, clock)  # members' defaults for /imagine and /edit
+        self.styles = StyleStore(db, clock)  # servers' named styles
+        self.library = LibraryStore(db, clock)  # members' references, favourites, history
 
     async def ping(self) -> None:
         """One trivial query: the database thread answers (for health checks)."""
