@@ -69,13 +69,13 @@ class Speech:
 
     def __call__(self, text: str, /, **args: Any) -> str:
         self._check(text)
-        return self.fill(self._translations.gettext(text), args)
+        return self.fill(self._translations.gettext(text), args, text)
 
     def n(self, singular: str, plural: str, count: int, /, **args: Any) -> str:
         """A counted text; ``{count}`` is the number, written the language's way."""
         self._check(singular)
         chosen = self._translations.ngettext(singular, plural, count)
-        return self.fill(chosen, {"count": count, **args})
+        return self.fill(chosen, {"count": count, **args}, singular if count == 1 else plural)
 
     def pgettext(self, context: str, text: str) -> str | None:
         """A text with a context (command names and descriptions); None when not translated."""
@@ -99,14 +99,27 @@ class Speech:
             return format_decimal(value, format="#,##0.0", locale=self.locale)
         return format_decimal(value, locale=self.locale)
 
-    def fill(self, text: str, args: dict[str, Any]) -> str:
+    def fill(self, text: str, args: dict[str, Any], source: str | None = None) -> str:
+        """``text`` with its placeholders filled: numbers the language's way, a number named
+        ``duration`` (seconds) as a duration. A translation that does not fit its values (a
+        catalog slip) falls back to the English ``source`` rather than failing the answer."""
         if not args:
             return text
-        shown = {
-            k: self.number(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-            for k, v in args.items()
-        }
-        return text.format(**shown)
+        shown = {k: self._shown(k, v) for k, v in args.items()}
+        try:
+            return text.format(**shown)
+        except (KeyError, IndexError, ValueError):
+            if source is None or source == text:
+                raise
+            log.warning(
+                "the %s text for %r does not fit its values; English is used", self.code, source
+            )
+            return source.format(**shown)
+
+    def _shown(self, name: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        return self.duration(value) if name == "duration" else self.number(value)
 
     def listed(self, items: Sequence[str]) -> str:
         """``a, b and c`` in this language."""

@@ -18,19 +18,19 @@ from services.errors import InvalidInput
 from services.wording import N_
 
 _SUBCOMMANDS = (Opt.subcommand.value, Opt.subcommand_group.value)
-# What an option of each type must be, as whole sentences (the option's name fills {name}).
+# What an option of each type must be, as whole sentences (the option's name fills {option}).
 _MUST_BE = {
-    Opt.string: N_("`{name}` must be text. Nothing was charged."),
-    Opt.integer: N_("`{name}` must be a whole number. Nothing was charged."),
-    Opt.boolean: N_("`{name}` must be true or false. Nothing was charged."),
-    Opt.number: N_("`{name}` must be a number. Nothing was charged."),
-    Opt.user: N_("`{name}` must be a member. Nothing was charged."),
-    Opt.channel: N_("`{name}` must be a channel. Nothing was charged."),
-    Opt.role: N_("`{name}` must be a role. Nothing was charged."),
-    Opt.mentionable: N_("`{name}` must be a member or role. Nothing was charged."),
-    Opt.attachment: N_("`{name}` must be a file. Nothing was charged."),
+    Opt.string: N_("`{option}` must be text. Nothing was charged."),
+    Opt.integer: N_("`{option}` must be a whole number. Nothing was charged."),
+    Opt.boolean: N_("`{option}` must be true or false. Nothing was charged."),
+    Opt.number: N_("`{option}` must be a number. Nothing was charged."),
+    Opt.user: N_("`{option}` must be a member. Nothing was charged."),
+    Opt.channel: N_("`{option}` must be a channel. Nothing was charged."),
+    Opt.role: N_("`{option}` must be a role. Nothing was charged."),
+    Opt.mentionable: N_("`{option}` must be a member or role. Nothing was charged."),
+    Opt.attachment: N_("`{option}` must be a file. Nothing was charged."),
 }
-_MUST_BE_OTHER = N_("`{name}` must be something else. Nothing was charged.")
+_MUST_BE_OTHER = N_("`{option}` must be something else. Nothing was charged.")
 # Where a snowflake option's object is in ``resolved`` (any one of them will do).
 _RESOLVED = {
     Opt.user: ("users",),
@@ -74,7 +74,7 @@ def check_payload(interaction: discord.Interaction) -> None:
         if focused and option.get("focused"):
             continue  # half-typed text, whatever the option's type
         if not _fits(param.type, value, resolved):
-            raise InvalidInput(name, _MUST_BE.get(param.type, _MUST_BE_OTHER), name=name)
+            raise InvalidInput(name, _MUST_BE.get(param.type, _MUST_BE_OTHER), option=name)
 
 
 def _leaf_options(options: Any) -> Iterator[Mapping[str, Any]]:

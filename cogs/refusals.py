@@ -11,6 +11,7 @@ from discord.utils import format_dt
 
 from cogs.i18n import Speech
 from cogs.render import clipped, listed
+from cogs.translator import option_name
 from services.admin import AdminError, AlreadyListed, InvalidSetting, NotFound
 from services.policy import (
     Banned,
@@ -136,7 +137,7 @@ def admin_error_text(t: Speech, error: AdminError) -> str:
             tag = _TAGS.get(what, "{}").format(target)
             return t(_NOT_FOUND[what], target=tag)
         case InvalidSetting(field=field, problem=problem):
-            return f"{field}: {t.wording(problem)}"
+            return f"{option_name(t, field)}: {t.wording(problem)}"
     return t.wording(error.wording)
 
 

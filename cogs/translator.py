@@ -86,9 +86,14 @@ class StudioTranslator(app_commands.Translator):
         return text
 
 
+def option_name(t: Speech, name: str) -> str:
+    """A command option (or group) as the reader's client shows it: ``count`` -> ``nombre``."""
+    return t.pgettext(NAME, name) or name
+
+
 def command_path(t: Speech, path: str) -> str:
     """``/admin log-channel`` as the reader's client shows the command (its localized names)."""
-    return "/" + " ".join(t.pgettext(NAME, part) or part for part in path.split())
+    return "/" + " ".join(option_name(t, part) for part in path.split())
 
 
 def command_strings(
@@ -111,4 +116,11 @@ def command_strings(
                 yield CHOICE, choice.name
 
 
-__all__ = ["StudioTranslator", "command_path", "command_strings", "fits", "valid_name"]
+__all__ = [
+    "StudioTranslator",
+    "command_path",
+    "command_strings",
+    "fits",
+    "option_name",
+    "valid_name",
+]

@@ -23,8 +23,9 @@ from cogs.inputs import check_source
 from cogs.payload import OUT_OF_DATE, check_payload
 from cogs.refusals import SERVICE_DOWN, admin_error_text, refusal_text
 from cogs.render import NO_MENTIONS, credits, limit_words
+from cogs.translator import option_name
 from services.admin import AdminError
-from services.errors import ServiceUnavailable, StudioClosing, StudioError
+from services.errors import InvalidInput, ServiceUnavailable, StudioClosing, StudioError
 from services.policy import PolicyRefusal
 from services.wording import N_
 from storage.models import QuotaExceededError, TooManyJobsError
@@ -65,6 +66,12 @@ def message_for(t: Speech, error: BaseException) -> str | None:
         return admin_error_text(t, error)
     if isinstance(error, ServiceUnavailable):
         return t(SERVICE_DOWN)
+    if isinstance(error, InvalidInput):
+        # the option is named as the member's client shows it
+        args = dict(error.wording.args)
+        if isinstance(args.get("option"), str):
+            args["option"] = option_name(t, args["option"])
+        return t(error.wording.text, **args)
     if isinstance(error, StudioError):
         return t.wording(error.wording)
     if isinstance(error, QuotaExceededError):
@@ -154,7 +161,7 @@ class StudioTree(app_commands.CommandTree["StudioBot"]):
                 f", job {job_id}" if job_id else "",
                 exc_info=error,
             )
-            reference = f"`{interaction.id}`" + (f", job `{job_id}`" if job_id else "")
+            reference = f"`{interaction.id}`" + (f" · `{job_id}`" if job_id else "")
             text = t(
                 "Something went wrong on our side. Reference: {reference}.", reference=reference
             )

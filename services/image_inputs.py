@@ -45,24 +45,24 @@ class InputImages:
             if not any(o.fullmatch(_origin(url)) for o in self._origins):
                 raise InvalidInput(
                     name,
-                    "`{name}` isn't a file uploaded to Discord. Nothing was charged.",
-                    name=name,
+                    "`{option}` isn't a file uploaded to Discord. Nothing was charged.",
+                    option=name,
                 )
         found = await asyncio.gather(*(self._sniff(url) for _, url in images))
         for (name, url), kind in zip(images, found, strict=True):
             if kind == "":
                 raise InvalidInput(
                     name,
-                    "`{name}` couldn't be read from Discord (it may have expired); upload it"
+                    "`{option}` couldn't be read from Discord (it may have expired); upload it"
                     " again. Nothing was charged.",
-                    name=name,
+                    option=name,
                 )
             if kind is None:
                 log.info("input %s is not an image by its first bytes: %s", name, url)
                 raise InvalidInput(
                     name,
-                    "`{name}` isn't really a PNG, JPEG or WebP image. Nothing was charged.",
-                    name=name,
+                    "`{option}` isn't really a PNG, JPEG or WebP image. Nothing was charged.",
+                    option=name,
                 )
 
     async def _sniff(self, url: str) -> str | None:

@@ -170,7 +170,7 @@ async def test_an_unexpected_error_on_a_button_names_the_job(
         with caplog.at_level(logging.ERROR, logger="cogs.tree"):
             click = await env.click(result, "Delete")
             await click.wait_for_callback()
-        assert click.ephemeral and f"job `{job_id}`" in click.callback_data["content"]
+        assert click.ephemeral and f"· `{job_id}`." in click.callback_data["content"]
         assert any(f"job {job_id}" in r.getMessage() and r.exc_info for r in caplog.records)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
-from discord import app_commands
+from discord import AppCommandOptionType, app_commands
 
 from cogs.catalogs import (
     TEMPLATE,
@@ -23,15 +23,25 @@ from cogs.catalogs import (
     template,
     translatable_command_strings,
 )
-from cogs.i18n import ENGLISH, catalog_code, catalogs, languages, speech_for
+from cogs.i18n import ENGLISH, Speech, catalog_code, catalogs, languages, speech_for
 from cogs.translator import DESCRIPTION, MENU, NAME, fits, valid_name
+from services.errors import InvalidInput
+from services.jobs.notes import timeout_reason
 from services.wording import Wording
 
 LANGUAGES = ("ko", "fr", "zh-CN", "ja", "es-ES", "de", "pt-BR")
 
 
 def fields(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    """The placeholders' names; a placeholder the bot cannot fill (``{}``, ``{0}``, a format spec
+    or a conversion) is named as itself, so it never matches the source's."""
+    found = set()
+    for _, name, spec, conversion in string.Formatter().parse(text):
+        if name is None:
+            continue
+        plain = name.isidentifier() and not spec and not conversion
+        found.add(name if plain else f"{{{name}!{conversion}:{spec}}}")
+    return found
 
 
 def source() -> dict[tuple[str | None, str], Any]:
@@ -49,10 +59,10 @@ SOURCE = source()
 
 
 def test_every_language_of_the_issue_has_a_catalog() -> None:
-    assert set(LANGUAGES) <= set(languages())
+    assert set(LANGUAGES) <= set(languages()), sorted(languages())
 
 
-@pytest.mark.parametrize("code", LANGUAGES)
+@pytest.mark.parametrize("code", languages())  # every catalog: a new one is checked too
 def test_a_catalog_has_every_source_text_translated_with_the_same_placeholders(code: str) -> None:
     catalog = catalogs()[code]
     missing, wrong = [], []
@@ -75,7 +85,7 @@ def test_a_catalog_has_every_source_text_translated_with_the_same_placeholders(c
     assert not wrong, f"{code}: placeholders differ from the source: {wrong[:5]}"
 
 
-@pytest.mark.parametrize("code", LANGUAGES)
+@pytest.mark.parametrize("code", languages())  # every catalog: a new one is checked too
 def test_localized_command_strings_follow_discords_rules(code: str) -> None:
     catalog = catalogs()[code]
     broken = []
@@ -86,7 +96,7 @@ def test_localized_command_strings_follow_discords_rules(code: str) -> None:
     assert not broken, broken
 
 
-@pytest.mark.parametrize("code", LANGUAGES)
+@pytest.mark.parametrize("code", languages())  # every catalog: a new one is checked too
 def test_localized_names_stay_unique_among_siblings(code: str) -> None:
     """Two commands, two subcommands of a group, or two options of a command may not share a
     localized name (Discord refuses the sync)."""
@@ -157,7 +167,7 @@ def test_a_stored_sentence_is_read_back_in_the_readers_language() -> None:
     assert "nsfw" in french and french != str(wording)
 
 
-@pytest.mark.parametrize("code", LANGUAGES)
+@pytest.mark.parametrize("code", languages())  # every catalog: a new one is checked too
 def test_form_texts_fit_discords_limits_in_every_language(code: str) -> None:
     """Form titles and field labels: at most 45 characters; placeholders 100; buttons 80."""
     from cogs import buttons, modlog_buttons
@@ -171,3 +181,37 @@ def test_form_texts_fit_discords_limits_in_every_language(code: str) -> None:
     assert all(len(text) <= 100 for text in placeholders), placeholders
     labels = [t(item.label) for item in (*buttons.DYNAMIC_ITEMS, *modlog_buttons.MODLOG_ITEMS)]
     assert all(0 < len(text) <= 80 for text in labels), labels
+
+
+def test_a_placeholder_the_bot_cannot_fill_is_caught() -> None:
+    assert fields("{count} credits") == {"count"}
+    assert fields("{count:d} crédits") != {"count"} and fields("{} x") != set()
+    assert fields("{count!r}") != {"count"}
+
+
+def test_a_translation_that_does_not_fit_falls_back_to_english(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    catalog = Catalog(locale="fr")
+    catalog.add("{n} left", string="il en reste {n:d}")  # a slip: the bot passes "1,234"
+    speech = Speech("fr", catalog)
+    assert speech("{n} left", n=1234) == "1\u202f234 left"
+    assert "does not fit its values" in caplog.text
+
+
+def test_durations_in_stored_reasons_are_written_in_the_readers_words() -> None:
+    reason = timeout_reason(600, cancelled=False)
+    english, french = speech_for(None).wording(reason), speech_for("fr").wording(reason)
+    assert "within 10 min," in english
+    assert "10\xa0min" in french and "600" not in french  # CLDR's French: a no-break space
+    assert "10분" in speech_for("ko").wording(reason)
+
+
+def test_refusals_name_options_as_the_members_client_shows_them() -> None:
+    from cogs.payload import _MUST_BE
+    from cogs.tree import message_for
+
+    error = InvalidInput("count", _MUST_BE[AppCommandOptionType.integer], option="count")
+    assert "`count`" in message_for(ENGLISH, error)
+    french = message_for(speech_for("fr"), error)
+    assert f"`{speech_for('fr').pgettext(NAME, 'count')}`" in french and "`count`" not in french

@@ -109,7 +109,7 @@ async def test_a_member_reads_the_studio_in_their_language(tmp_path: Path, code:
 
 
 async def test_english_words_would_be_caught(tmp_path: Path) -> None:
-    """The check above can fail: the same run in English is full of English."""
+    """The check above can fail: the bot's English sentences are caught, French ones pass."""
     assert english_in("Your 1 credit is back. Nothing was charged.", "fr") >= {"back", "nothing"}
     assert not english_in("Vos crédits sont rendus.", "fr")
 
@@ -142,7 +142,11 @@ async def test_synced_commands_carry_every_languages_localizations(tmp_path: Pat
             pending = list(command.get("options") or [])
             while pending:
                 option = pending.pop()
+                assert codes <= set(option.get("name_localizations") or {}), option
                 assert codes <= set(option.get("description_localizations") or {}), option
+                for choice in option.get("choices") or []:
+                    if re.search(r"[^\W\d_]{2,}", choice["name"]):  # "4:3" stays as it is
+                        assert codes <= set(choice.get("name_localizations") or {}), choice
                 pending += option.get("options") or []
 
 

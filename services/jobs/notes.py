@@ -26,16 +26,16 @@ def unexpected(job_id: str) -> Wording:
 def timeout_reason(job_timeout: float, cancelled: bool) -> Wording:
     """Why a job past its deadline failed (``cancelled``: RunComfy dropped it too).
 
-    ``seconds`` is a duration the cogs write in the reader's words."""
+    ``{duration}`` (seconds) is written as a duration in the reader's words ("10 min")."""
     seconds = round(job_timeout)
     if cancelled:
         return said(
-            "RunComfy didn't finish this job within {seconds}, so it was cancelled there.",
-            seconds=seconds,
+            "RunComfy didn't finish this job within {duration}, so it was cancelled there.",
+            duration=seconds,
         )
     return said(
-        "RunComfy didn't finish this job within {seconds}, so the bot gave up on it.",
-        seconds=seconds,
+        "RunComfy didn't finish this job within {duration}, so the bot gave up on it.",
+        duration=seconds,
     )
 
 
