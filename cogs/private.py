@@ -88,6 +88,7 @@ async def deliver_privately(
     sent = await _dm(
         bot,
         job,
+        nonce=f"job-{job.id}",  # enforced: a delivery repeated after a crash is dropped
         content=t("Your private result (job `{job_id}`):", job_id=job.id),
         embed=result_embed(t, job, fitted),
         files=files_of(fitted),
@@ -109,7 +110,7 @@ async def deliver_privately(
 
 async def tell_privately(bot: StudioBot, job: Job, text: str) -> None:
     """A private job ended without a result and its own message is out of reach."""
-    if await _dm(bot, job, content=text) is not None:
+    if await _dm(bot, job, content=text, nonce=f"end-{job.id}") is not None:
         return
     t = speech_for(job.locale)
     await _note(
