@@ -275,7 +275,7 @@ class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
             raise NotAllowed(
                 "delete", "Only the member who asked (or a moderator) can delete this."
             )
-        if not _shows_job(interaction.message, job):
+        if not shows_job(interaction.message, job):
             raise NotAllowed("delete", "This button does not belong to this message.")
         try:
             await interaction.response.defer()
@@ -297,7 +297,7 @@ def check_reusable(job: Job, interaction: discord.Interaction) -> None:
     check_age_restriction(job, interaction)
 
 
-def _shows_job(message: discord.Message | None, job: Job) -> bool:
+def shows_job(message: discord.Message | None, job: Job) -> bool:
     """Delete removes only a message that shows this job: its status or result message, or a
     /show copy (whose footer names the job), never whatever message a crafted click names."""
     if message is None:

@@ -19,7 +19,14 @@ import discord
 
 from client.models import ASPECT_RATIOS
 from cogs.answers import guarded, within_budget
-from cogs.buttons import PromptModal, check_reusable, launch, result_view, shown_images
+from cogs.buttons import (
+    PromptModal,
+    check_reusable,
+    launch,
+    result_view,
+    shown_images,
+    shows_job,
+)
 from cogs.i18n import ENGLISH, Speech, speech_for
 from cogs.inputs import studio
 from cogs.routing import Routed
@@ -186,23 +193,28 @@ class ImageActions(
         if choice in (EDIT, SAVE):
             # A form must be the first answer: the lookup cannot be deferred, only bounded.
             job = await within_budget(interaction, studio(interaction).jobs.get(self.job_id))
-            check_image_action(job, interaction)
-            if choice == EDIT:
-                await _open_edit(interaction, job, index)
-            else:
-                await _save(interaction, job, index)
-            await _reset(interaction, job)
+            try:
+                check_image_action(job, interaction)
+                if choice == EDIT:
+                    await _open_edit(interaction, job, index)
+                else:
+                    await _save(interaction, job, index)
+            finally:
+                await _reset(interaction, job)
             return
         parent: list[Job] = []
 
         async def spec() -> JobSpec:
             job = await studio(interaction).jobs.get(self.job_id)
-            check_image_action(job, interaction)
             parent.append(job)
+            check_image_action(job, interaction)
             return derived(job, choice, _url(job, index, interaction))
 
-        await launch(interaction, spec)
-        await _reset(interaction, parent[0])
+        try:
+            await launch(interaction, spec)
+        finally:  # after a refusal too, else the same pick again would send nothing
+            if parent:
+                await _reset(interaction, parent[0])
 
 
 def derived(job: Job, choice: str, url: str) -> JobSpec:
@@ -230,8 +242,8 @@ async def _reset(interaction: discord.Interaction, job: Job) -> None:
     message, bot = interaction.message, studio(interaction)
     if message is None or message.flags.ephemeral or bot.user is None:
         return
-    if message.author.id != bot.user.id:
-        return  # a menu copied onto someone else's message
+    if message.author.id != bot.user.id or not shows_job(message, job):
+        return  # a menu copied onto someone else's message, or naming another job
     view = result_view(speech_for(interaction.locale), job, bot.jobs.cost_of)
     try:
         await message.edit(view=view)
@@ -240,7 +252,11 @@ async def _reset(interaction: discord.Interaction, job: Job) -> None:
 
 
 def _url(job: Job, index: int, interaction: discord.Interaction) -> str:
-    return image_url(job, index, shown_images(interaction.message))
+    # A crafted custom_id may name this job on another message: use its images only if it
+    # shows this job.
+    message = interaction.message
+    shown = shown_images(message) if shows_job(message, job) else []
+    return image_url(job, index, shown)
 
 
 async def _open_edit(interaction: discord.Interaction, job: Job, index: int) -> None:

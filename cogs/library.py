@@ -29,6 +29,7 @@ from cogs.library_pages import (
     send_page,
     viewer,
 )
+from cogs.private import is_private
 from cogs.routing import JOB_ID, StudioButton, StudioModal
 from cogs.tree import reply
 from services.jobs import JobSpec
@@ -175,7 +176,7 @@ def _reference_line(t: Speech, named: Named, here_age_restricted: bool) -> str:
     parts = [f"`{named.name}`", source]
     if job.result_message_id is None:
         parts.append(t("removed by a moderator"))
-    else:
+    elif not is_private(job):  # an ephemeral message: no link reaches it
         parts.append(f"[{t('Jump to the result')}]({jump_url(job)})")
     if job.age_restricted_channel and not here_age_restricted:
         parts.append(t("age-restricted: usable only in age-restricted channels"))

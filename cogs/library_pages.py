@@ -23,6 +23,7 @@ from cogs.buttons import result_view
 from cogs.i18n import Speech, speech_for
 from cogs.inputs import age_restricted, studio
 from cogs.presenter import files_of, fit
+from cogs.private import is_private
 from cogs.render import NO_MENTIONS, clipped, escaped, result_embed
 from cogs.routing import Routed
 from services.errors import NotAllowed
@@ -91,7 +92,7 @@ def _entry(t: Speech, kind: str, number: int, job: Job) -> str:
         parts.insert(1, f"<@{job.user_id}>")
     if job.result_message_id is None:
         parts.append(t("removed by a moderator"))
-    else:
+    elif not is_private(job):  # a private result's message is ephemeral: no link reaches it
         parts.append(f"[{t('Jump to the result')}]({jump_url(job)})")
     prompt = escaped(clipped(" ".join(job.prompt.split()), PROMPT_CHARS))
     return " · ".join(parts) + f"\n> {prompt}"
@@ -232,10 +233,14 @@ class ShowSelect(
         await guarded(interaction, lambda i: self._show(i, str(values[0])), job_id=values[0])
 
     async def _show(self, interaction: discord.Interaction, job_id: str) -> None:
+        # The submitted value is the member's to craft: check it belongs to this list.
         _check_clicker(interaction, self.kind, self.viewer_id)
-        job = await studio(interaction).library.job(job_id)
-        check_visible(job, viewer(interaction), "show")
+        library, who = studio(interaction).library, viewer(interaction)
+        job = await library.job(job_id)
+        check_visible(job, who, "show", moderator=self.kind == "a")
         if self.kind == "h" and job.user_id != interaction.user.id:
+            raise NotAllowed("show", "You can only show your own results.")
+        if self.kind == "f" and not await library.is_favourite(job.id, who):
             raise NotAllowed("show", "You can only show your own results.")
         await show_privately(interaction, job)
 

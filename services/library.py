@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from client.models import MAX_EDIT_IMAGES
 from services.errors import InvalidInput, JobNotFound, NotAllowed
-from services.jobs import ensure_reusable
+from services.jobs import JobRequest, ensure_reusable
 from services.moderation import ensure_not_removed, is_removed
 from services.wording import N_
 from storage import Storage
@@ -67,9 +67,12 @@ class Page:
     total: int
 
 
-def check_visible(job: Job, who: Viewer, action: str) -> None:
-    """A delivered result of this server, not removed, not age-restricted out of place."""
+def check_visible(job: Job, who: Viewer, action: str, *, moderator: bool = False) -> None:
+    """A delivered result of this server, not removed, not age-restricted out of place; a
+    private one only for its requester (or a moderator, in /admin history)."""
     ensure_reusable(job, actor_id=who.user_id, guild_id=who.guild_id)
+    if JobRequest.of(job).private and job.user_id != who.user_id and not moderator:
+        raise JobNotFound(job.id)  # as if it did not exist: a private result is not revealed
     ensure_not_removed(job, action)
     if job.age_restricted_channel and not who.age_restricted_here:
         raise NotAllowed("age_restricted", AGE_RESTRICTED, job_id=job.id)
@@ -106,6 +109,11 @@ class LibraryService:
             raise NotAllowed(
                 "reference",
                 "Only the member who asked for this result can save its images as references.",
+            )
+        if JobRequest.of(job).private:  # its message is ephemeral: its images can't be read again
+            raise NotAllowed(
+                "reference",
+                "A private result's images can't be saved as references. Nothing was saved.",
             )
         if not 0 <= index < len(job.result_urls):
             raise InvalidInput(
@@ -198,6 +206,9 @@ class LibraryService:
         job = await self.job(job_id)
         check_visible(job, who, "favourite")
         return await self._store.toggle_favourite(who.user_id, job.id)
+
+    async def is_favourite(self, job_id: str, who: Viewer) -> bool:
+        return await self._store.is_favourite(who.user_id, job_id)
 
     async def favourites(self, who: Viewer, page: int) -> Page:
         return await _page(

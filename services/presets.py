@@ -13,6 +13,7 @@ across servers; styles belong to one server.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ ASPECT_RATIOS = frozenset(
 )
 RESOLUTIONS = frozenset({"0.5K", "1K", "2K", "4K"})
 FORMATS = frozenset({"png", "jpeg", "webp"})
+# Markdown and mention characters, backslash-escaped where a member's text is echoed.
+_MARKDOWN = re.compile(r"([\\`*_~|>\[\]<@#])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ class PresetService:
         found = await self._storage.styles.get(guild_id, name.strip())
         if found is None:
             raise InvalidInput(
-                "style", "This server has no style named “{name}”.", name=name.strip()
+                "style", "This server has no style named “{name}”.", name=_shown(name)
             )
         return found
 
@@ -209,7 +212,7 @@ class PresetService:
         removed = await self._storage.styles.remove(guild_id, name.strip())
         if removed is None:
             raise InvalidInput(
-                "style", "This server has no style named “{name}”.", name=name.strip()
+                "style", "This server has no style named “{name}”.", name=_shown(name)
             )
         return removed
 
@@ -233,3 +236,8 @@ class PresetService:
 
 def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
+
+
+def _shown(name: str) -> str:
+    """A member's text echoed in a refusal: clipped, its markdown and mentions shown as typed."""
+    return _MARKDOWN.sub(r"\\\1", name.strip()[:64])

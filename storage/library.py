@@ -153,6 +153,15 @@ class LibraryStore:
 
         return await self._db.write(run, what="saving a favourite")
 
+    async def is_favourite(self, user_id: int, job_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                "SELECT 1 FROM favourites WHERE user_id = ? AND job_id = ?", (user_id, job_id)
+            ).fetchone()
+            return found is not None
+
+        return await self._db.read(run)
+
     async def favourites(
         self, user_id: int, guild_id: int | None, *, offset: int, limit: int
     ) -> tuple[list[Job], int]:
@@ -199,7 +208,7 @@ class LibraryStore:
 
         def run(conn: sqlite3.Connection) -> tuple[list[Job], int]:
             rows = conn.execute(
-                f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC, rowid DESC"
+                f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC, id DESC"
                 " LIMIT ? OFFSET ?",
                 (*args, limit, offset),
             ).fetchall()

@@ -283,7 +283,7 @@ _V7 = (
     """,
     """
     CREATE TABLE member_presets (
-        user_id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL PRIMARY KEY,  -- a snowflake, never a generated key
         settings TEXT NOT NULL,          -- JSON object: the options a member set as defaults
         updated_at TEXT NOT NULL
     )

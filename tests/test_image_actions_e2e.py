@@ -394,3 +394,41 @@ async def test_an_unknown_choice_or_image_is_refused(tmp_path: Path) -> None:
             assert "not an aspect ratio" in said
 
         await nothing_happens(env, [guild.member.id], act)
+
+
+async def test_a_refused_pick_still_shows_the_menus_afresh(tmp_path: Path) -> None:
+    # One credit: the result takes it, so Vary is refused; Discord keeps "vary" chosen, so the
+    # menus must be sent again, else the same pick later would send nothing.
+    async with studio_env(tmp_path, daily_credits=1) as env, env.running():
+        result, job_id = await delivered(env, "a lighthouse")
+        mark = env.discord.mark()
+        said = await refusal(env, result, menu_id(job_id, 1), "vary")
+        assert "credit" in said and env.runcomfy.count("submit") == 1
+        reset = await env.discord.wait_for(
+            f"PATCH /channels/*/messages/{result.id}", after=mark, timeout=5
+        )
+        sent_ids = [
+            c["custom_id"] for c in iter_components(reset.json["components"]) if "custom_id" in c
+        ]
+        assert menu_id(job_id, 1) in sent_ids
+
+
+async def test_a_menu_naming_another_job_does_not_take_this_messages_image(
+    tmp_path: Path,
+) -> None:
+    async with studio(tmp_path) as (env, _):
+        _, first_id = await delivered(env, "a red kite")
+        second, _ = await delivered(env, "a blue kite")
+        assert env.storage is not None
+        stored = await env.storage.jobs.get(first_id)
+        assert stored is not None
+        # A crafted menu for the first job on the second job's message: the image sent is the
+        # first job's own, never the second message's attachment.
+        menu = dict(menus(second)[0])
+        menu["custom_id"] = menu_id(first_id, 1)
+        second.components.append({"type": 1, "components": [menu]})
+        sent = await env.discord.select_menu(second, menu_id(first_id, 1), ["vary"])
+        await env.wait_state(env.job_id_of(await env.acknowledged(sent)), JobState.DELIVERED)
+        model, request = last_submit(env)
+        assert model == "edit" and request["image_urls"] == [stored.result_urls[0]]
+        assert request["image_urls"] != [second.attachments[0].url]

@@ -381,3 +381,95 @@ async def test_admin_history_pages_the_servers_results(tmp_path: Path) -> None:
         assert theirs[1] in page.content and mine[1] not in page.content
         refused = await env.discord.slash_command("admin history")
         assert "Manage Server" in await told(refused)
+
+
+# -- private results ----------------------------------------------------------------------------
+
+
+async def private_delivered(env: StudioEnv, prompt: str) -> tuple[StoredMessage, str]:
+    """A private result (the server allows them): its ephemeral result message and job id."""
+    sent = await env.imagine(prompt, private=True)
+    status = await sent.wait_for_original()
+    assert status.ephemeral
+    job_id = env.job_id_of(status)
+    await env.wait_state(job_id, JobState.DELIVERED)
+    result = await env.wait_message(status.id, lambda m: len(m.attachments) == 1)
+    return result, job_id
+
+
+def craft_button(message: StoredMessage, custom_id: str) -> None:
+    """What a modified client can send: a button the bot never put on this message."""
+    button = {"type": 2, "style": 1, "label": "crafted", "custom_id": custom_id}
+    message.components.append({"type": 1, "components": [button]})
+
+
+def show_menu(page: StoredMessage) -> str:
+    (menu,) = [c for c in iter_components(page.components) if c.get("type") == 3]
+    return str(menu["custom_id"])
+
+
+async def test_a_private_result_is_seen_and_favourited_only_by_its_requester(
+    tmp_path: Path,
+) -> None:
+    async with studio(tmp_path) as (env, other):
+        guild = env.discord.guild
+        assert "Members may now ask for private results" in await env.admin(
+            "private", {"enabled": True}
+        )
+        secret, secret_id = await private_delivered(env, "a secret garden")
+        public, public_id = await delivered(env, "a public park")
+        theirs, theirs_id = await delivered(env, "their own picture", user=other)
+        assert env.storage is not None
+
+        # A crafted Favourite naming the private job, on another member's own result: as if
+        # there were no such job, and nothing saved.
+        craft_button(theirs, f"studio:fav:{secret_id}")
+        click = await env.discord.click_button(theirs, f"studio:fav:{secret_id}", user=other)
+        assert f"There is no job `{secret_id}`" in await told(click)
+        assert not await env.storage.library.is_favourite(other.id, secret_id)
+
+        # "Show a result" on the other member's favourites: a crafted value naming the
+        # private job, or a result that isn't one of their favourites, is refused.
+        assert "Added" in await told(await env.click(theirs, "Favourite", user=other))
+        page = await (await env.discord.slash_command("favourites", user=other)).wait_for_original()
+        menu = show_menu(page)
+        crafted = await env.discord.select_menu(page, menu, [secret_id], user=other)
+        assert f"There is no job `{secret_id}`" in await told(crafted)
+        crafted = await env.discord.select_menu(page, menu, [public_id], user=other)
+        assert await told(crafted) == "You can only show your own results."
+        shown = await env.discord.select_menu(page, menu, [theirs_id], user=other)
+        assert (await shown.wait_for_original(lambda m: bool(m.attachments))).ephemeral
+
+        # The requester sees it in /history, without a jump link (its message is ephemeral).
+        page = await (await env.discord.slash_command("history")).wait_for_original()
+        line = next(x for x in page.content.splitlines() if secret_id in x)
+        assert "Jump to the result" not in line and str(secret.id) not in page.content
+        assert f"/{public.id})" in page.content  # a public result keeps its link
+        shown = await env.discord.select_menu(page, show_menu(page), [secret_id])
+        copy = await shown.wait_for_original(lambda m: bool(m.attachments))
+        assert copy.ephemeral and secret_id in str(copy.embeds)
+        assert "Added" in await told(await env.click(secret, "Favourite"))
+
+        # A moderator sees it in /admin history (no link either) and may show it.
+        sent = await env.discord.slash_command("admin history", user=guild.admin)
+        page = await sent.wait_for_original()
+        assert secret_id in page.content and str(secret.id) not in page.content
+        shown = await env.discord.select_menu(page, show_menu(page), [secret_id], user=guild.admin)
+        copy = await shown.wait_for_original(lambda m: bool(m.attachments))
+        assert copy.ephemeral and secret_id in str(copy.embeds)
+
+
+async def test_a_private_results_image_cannot_be_saved_as_a_reference(tmp_path: Path) -> None:
+    async with studio(tmp_path) as (env, _):
+        await env.admin("private", {"enabled": True})
+        secret, secret_id = await private_delivered(env, "a secret garden")
+        said = await told(await open_save_form(env, secret, secret_id, 1))
+        assert said == (
+            "A private result's images can't be saved as references. Nothing was saved."
+        )
+        assert env.storage is not None
+        assert await env.storage.library.references(env.discord.guild.member.id, None) == []
+        assert (
+            await env.storage.library.references(env.discord.guild.member.id, env.discord.guild.id)
+            == []
+        )

@@ -177,6 +177,9 @@ async def test_styles_add_list_autocomplete_use_and_remove(tmp_path: Path) -> No
 
         text = await refused(env, await env.imagine("a fox", style="vaporwave"))
         assert "no style named “vaporwave”" in text and await used(env) == 1
+        # the member's text is shown as typed: no code span, formatting or mention of its own
+        text = await refused(env, await env.imagine("a fox", style="`x` **b** <@1>"))
+        assert "no style named “\\`x\\` \\*\\*b\\*\\* \\<\\@1\\>”" in text
 
         typing = await env.discord.autocomplete(
             "admin style remove", {"name": "no"}, "name", user=env.discord.guild.admin
@@ -187,6 +190,8 @@ async def test_styles_add_list_autocomplete_use_and_remove(tmp_path: Path) -> No
         assert "noir" not in await command(env, "admin style list")
         text = await command(env, "admin style remove", {"name": "noir"})
         assert "no style named" in text
+        text = await command(env, "admin style remove", {"name": "**noir**"})
+        assert "no style named “\\*\\*noir\\*\\*”" in text
 
 
 async def test_the_blocklist_sees_the_style_text(tmp_path: Path) -> None:
