@@ -72,13 +72,17 @@ async def launch(
     bot = studio(interaction)
     if not bot.accepting:
         raise StudioClosing()
-    bot.pacing.note_request()  # background work waits while requests arrive in a burst
-    with handling(bot):
-        return await _launch(bot, interaction, spec, private)
+    # background work waits until this request is answered (and while requests arrive in a burst)
+    with handling(bot), bot.pacing.request() as answered:
+        return await _launch(bot, interaction, spec, private, answered)
 
 
 async def _launch(
-    bot: StudioBot, interaction: discord.Interaction, spec: SpecSource, private: bool | None
+    bot: StudioBot,
+    interaction: discord.Interaction,
+    spec: SpecSource,
+    private: bool | None,
+    answered: Callable[[], None],
 ) -> Job:
     who = requester(interaction)
     late = LateDefer(interaction, ephemeral=hidden(interaction, spec, private))
@@ -120,6 +124,7 @@ async def _launch(
             await bot.jobs.abandon(job.id)
             raise
         message_id = shown  # Discord took it; only its answer to us was lost
+    answered()
     if acked:
         ack = discord.utils.utcnow() - interaction.created_at
         bot.metrics.acknowledged(ack.total_seconds())
