@@ -57,7 +57,14 @@ log = logging.getLogger("studio")
 READY_GRACE = 2.0  # seconds a stop waits for discord.py to finish becoming ready
 HANDLING_GRACE = 5.0  # seconds a stop waits for buttons and forms being handled
 # Loaded in this order by setup_hook; each module has an async setup(bot).
-EXTENSIONS = ("cogs.studio", "cogs.admin", "cogs.modlog", "cogs.unanswered")
+EXTENSIONS = (
+    "cogs.studio",
+    "cogs.presets",
+    "cogs.library",
+    "cogs.admin",
+    "cogs.modlog",
+    "cogs.unanswered",
+)
 
 
 class StudioBot(commands.Bot):
@@ -101,6 +108,8 @@ class StudioBot(commands.Bot):
         self.modlog_sink = built.modlog_sink
         self.metrics = built.metrics
         self.timings = built.timings
+        self.presets = built.presets
+        self.library = built.library
         self.sync_commands = sync_commands
         self.sync_only = sync_only  # --sync: set up the commands, sync, nothing else
         self.accepting = True  # False once shutting down: new commands are refused

@@ -5,7 +5,8 @@ override that in Integrations, so every call is checked again here (``interactio
 subcommand calls ``AdminService``, words what it returns in the server's preferred language
 (cogs/admin_render.py) and sends it with ``reply``: ephemeral, user text escaped, mentioning
 nobody. A refused change raises a typed error, which the tree's one handler answers
-(cogs/tree.py), the same way. The ``quota`` subgroup lives in cogs/admin_quota.py.
+(cogs/tree.py), the same way. The ``quota`` subgroup lives in cogs/admin_quota.py, ``history``
+in cogs/admin_history.py, ``style`` and ``private`` in cogs/admin_styles.py.
 
 Channel options take text, announcement, voice and stage channels, forums and threads (forum posts
 included), resolved from the interaction itself: a thread the bot has not cached still works.
@@ -19,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.admin_history import HistoryCommands
 from cogs.admin_listings import blocklist_listing, long_reply, pending_listing
 from cogs.admin_options import (
     MAX_DURATION_TEXT,
@@ -43,6 +45,7 @@ from cogs.admin_render import (
     where_text,
     who_text,
 )
+from cogs.admin_styles import StyleCommands
 from cogs.inputs import studio
 from cogs.tree import reply
 from services.admin import (
@@ -59,7 +62,12 @@ log = logging.getLogger(__name__)
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class AdminCog(
-    QuotaCommands, commands.GroupCog, group_name="admin", group_description="Studio settings"
+    QuotaCommands,
+    HistoryCommands,
+    StyleCommands,
+    commands.GroupCog,
+    group_name="admin",
+    group_description="Studio settings",
 ):
     """The ``/admin`` group. Subgroups are class attributes (here and in the mixins), which
     GroupCog nests under it."""

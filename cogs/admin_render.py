@@ -337,6 +337,7 @@ def settings_embed(t: Speech, summary: SettingsSummary) -> discord.Embed:
         (t("Cooldown:"), cooldown),
         (t("Jobs in flight per member:"), t.number(policy.max_jobs_in_flight)),
         (t("DMs to members:"), on_off(t, policy.dms_enabled)),
+        (t("Private results:"), on_off(t, policy.private_results)),
         (t("Bans:"), t.n("{count} active", "{count} active", bans)),
     ]
     lines = [f"**{label}** {value}" for label, value in rows]

@@ -35,7 +35,7 @@ class LateDefer:
 
     def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
         self._interaction = interaction
-        self._ephemeral = ephemeral
+        self.ephemeral = ephemeral  # may change until it fires (a job found to be private)
         self._deferring: asyncio.Task[Any] | None = None
         budget = studio(interaction).settings.timing.ack_budget
         self._timer = asyncio.get_running_loop().call_later(budget, self._defer)
@@ -44,8 +44,13 @@ class LateDefer:
         log.info("interaction %s: slow to prepare its answer; deferring", self._interaction.id)
         response = self._interaction.response
         self._deferring = asyncio.create_task(
-            response.defer(ephemeral=self._ephemeral, thinking=True)
+            response.defer(ephemeral=self.ephemeral, thinking=True)
         )
+
+    @property
+    def fired(self) -> bool:
+        """The deferral was sent (or is on its way): its ephemerality is fixed."""
+        return self._deferring is not None
 
     async def settle(self, *, quiet: bool = False) -> bool:
         """The work is done: no deferral from now on. True if the interaction was deferred.

@@ -35,6 +35,7 @@ from cogs.inputs import (
     requester,
     studio,
 )
+from cogs.private import check_private, hidden
 from cogs.render import NO_MENTIONS, status_text
 from cogs.routing import JOB_ID, StudioButton, StudioModal
 from cogs.tree import reply
@@ -54,7 +55,9 @@ PROMPT_FORM_PREFIX = "studio:prompt:"
 SpecSource = JobSpec | Callable[[], Awaitable[JobSpec]]
 
 
-async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
+async def launch(
+    interaction: discord.Interaction, spec: SpecSource, *, private: bool | None = None
+) -> Job:
     """Reserve, acknowledge with the status message, start: the request path.
 
     ``spec`` may be a coroutine function (a button looks its job up first). The work before
@@ -62,20 +65,31 @@ async def launch(interaction: discord.Interaction, spec: SpecSource) -> Job:
     past that the interaction is deferred, so Discord's 3 seconds are always met, and the
     status message replaces the placeholder once the work is done. A refusal after deferring
     removes the placeholder; the tree then answers it ephemerally.
+
+    A private job (``spec.private``; ``private`` says so before a coroutine spec is resolved)
+    is answered ephemerally, and only where the server allows private results.
     """
     bot = studio(interaction)
     if not bot.accepting:
         raise StudioClosing()
-    bot.pacing.note_request()  # background work waits while requests arrive in a burst
-    with handling(bot):
-        return await _launch(bot, interaction, spec)
+    # background work waits until this request is answered (and while requests arrive in a burst)
+    with handling(bot), bot.pacing.request() as answered:
+        return await _launch(bot, interaction, spec, private, answered)
 
 
-async def _launch(bot: StudioBot, interaction: discord.Interaction, spec: SpecSource) -> Job:
+async def _launch(
+    bot: StudioBot,
+    interaction: discord.Interaction,
+    spec: SpecSource,
+    private: bool | None,
+    answered: Callable[[], None],
+) -> Job:
     who = requester(interaction)
-    late = LateDefer(interaction, ephemeral=False)
+    late = LateDefer(interaction, ephemeral=hidden(interaction, spec, private))
     try:
         wanted = spec if isinstance(spec, JobSpec) else await spec()
+        if wanted.private:
+            await check_private(bot, late, who.guild_id)
         reservation = await bot.jobs.reserve(wanted, who)
     except BaseException:
         # A refusal: if a public placeholder went out, take it away; the tree then answers
@@ -96,7 +110,10 @@ async def _launch(bot: StudioBot, interaction: discord.Interaction, spec: SpecSo
             message_id: int | None = message.id
         else:
             response = await interaction.response.send_message(
-                content, view=status_view(t, job.id), allowed_mentions=NO_MENTIONS
+                content,
+                view=status_view(t, job.id),
+                allowed_mentions=NO_MENTIONS,
+                ephemeral=late.ephemeral,
             )
             message_id = getattr(response, "message_id", None)
         acked = True
@@ -107,6 +124,7 @@ async def _launch(bot: StudioBot, interaction: discord.Interaction, spec: SpecSo
             await bot.jobs.abandon(job.id)
             raise
         message_id = shown  # Discord took it; only its answer to us was lost
+    answered()
     if acked:
         ack = discord.utils.utcnow() - interaction.created_at
         bot.metrics.acknowledged(ack.total_seconds())
@@ -145,12 +163,17 @@ def status_view(t: Speech, job_id: str) -> discord.ui.View:
     return unstored(view)
 
 
-def result_view(t: Speech, job_id: str) -> discord.ui.View:
-    """A result's buttons (Re-roll, Edit, Delete), labelled in ``t``."""
+def result_view(t: Speech, job: Job, cost: Callable[[JobSpec], int]) -> discord.ui.View:
+    """A result's buttons (Re-roll, Edit, Delete, Favourite) and one action menu per image,
+    labelled in ``t``; ``cost`` (``JobService.cost_of``) prices the menus' actions."""
+    from cogs.image_actions import result_extras  # it builds on this module
+
     view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job_id, t=t))
-    view.add_item(EditButton(job_id, t=t))
-    view.add_item(DeleteButton(job_id, t=t))
+    view.add_item(RerollButton(job.id, t=t))
+    view.add_item(EditButton(job.id, t=t))
+    view.add_item(DeleteButton(job.id, t=t))
+    for item in result_extras(t, job, cost):  # Favourite, then a row per menu
+        view.add_item(item)
     return unstored(view)
 
 
@@ -234,7 +257,7 @@ class EditButton(_JobButton, template=r"studio:edit:" + JOB_ID):
         # A modal must be the first answer: the lookup cannot be deferred, only bounded.
         job = await within_budget(interaction, studio(interaction).jobs.get(self.job_id))
         check_reusable(job, interaction)
-        urls = _shown_images(interaction.message) or list(job.result_urls)
+        urls = shown_images(interaction.message) or list(job.result_urls)
         if not urls:
             raise NotAllowed("edit", "This result has no images left to edit.")
         base = spec_of(job, kind=JobKind.EDIT, image_urls=tuple(urls), seed=None)
@@ -257,7 +280,7 @@ class DeleteButton(_JobButton, template=r"studio:delete:" + JOB_ID):
             raise NotAllowed(
                 "delete", "Only the member who asked (or a moderator) can delete this."
             )
-        if not _shows_job(interaction.message, job):
+        if not shows_job(interaction.message, job):
             raise NotAllowed("delete", "This button does not belong to this message.")
         try:
             await interaction.response.defer()
@@ -279,7 +302,7 @@ def check_reusable(job: Job, interaction: discord.Interaction) -> None:
     check_age_restriction(job, interaction)
 
 
-def _shows_job(message: discord.Message | None, job: Job) -> bool:
+def shows_job(message: discord.Message | None, job: Job) -> bool:
     """Delete removes only a message that shows this job: its status or result message, or a
     /show copy (whose footer names the job), never whatever message a crafted click names."""
     if message is None:
@@ -291,7 +314,7 @@ def _shows_job(message: discord.Message | None, job: Job) -> bool:
     return any(named.search(e.footer.text or "") for e in message.embeds)
 
 
-def _shown_images(message: discord.Message | None) -> list[str]:
+def shown_images(message: discord.Message | None) -> list[str]:
     """The images attached to the clicked message (fresh signed URLs from the interaction)."""
     if message is None:
         return []
@@ -344,7 +367,7 @@ class PromptModal(StudioModal):
                 await studio(interaction).jobs.check_images(images)
             return replace(self.base, prompt=self.prompt.value)
 
-        await launch(interaction, spec)
+        await launch(interaction, spec, private=self.base.private)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
         await studio(interaction).tree.report(interaction, error, job_id=self.base.parent_job_id)
@@ -354,10 +377,14 @@ DYNAMIC_ITEMS = (CancelButton, RerollButton, EditButton, DeleteButton)
 
 
 def add_job_buttons(client: discord.Client) -> None:
-    """Clicks on job buttons reach these classes: for the studio cog's ``cog_load``."""
-    client.add_dynamic_items(*DYNAMIC_ITEMS)
+    """Clicks on job buttons and menus reach these classes: for the studio cog's ``cog_load``."""
+    from cogs.image_actions import IMAGE_ITEMS
+
+    client.add_dynamic_items(*DYNAMIC_ITEMS, *IMAGE_ITEMS)
 
 
 def remove_job_buttons(client: discord.Client) -> None:
     """For the studio cog's ``cog_unload``."""
-    client.remove_dynamic_items(*DYNAMIC_ITEMS)
+    from cogs.image_actions import IMAGE_ITEMS
+
+    client.remove_dynamic_items(*DYNAMIC_ITEMS, *IMAGE_ITEMS)

@@ -71,12 +71,16 @@ def code_messages() -> list[tuple[str | tuple[str, str], str]]:
 def app_commands_of_cogs() -> list[Any]:
     """The bot's commands, from its cogs (built without a bot: they only read settings)."""
     from cogs.admin import AdminCog
+    from cogs.library import LibraryCog
+    from cogs.presets import PresetsCog
     from cogs.studio import StudioCog
 
-    bot = SimpleNamespace(settings=SimpleNamespace(allow_dms=False))
-    studio = StudioCog(bot)  # type: ignore[arg-type]
+    bot: Any = SimpleNamespace(settings=SimpleNamespace(allow_dms=False))
+    studio = StudioCog(bot)
     admin = AdminCog(None)  # type: ignore[arg-type]
-    return [*studio.get_app_commands(), studio.edit_menu, admin.app_command]  # /admin: a GroupCog
+    others = [*LibraryCog(bot).get_app_commands(), *PresetsCog(bot).get_app_commands()]
+    # /admin is a GroupCog: its group holds its commands
+    return [*studio.get_app_commands(), studio.edit_menu, admin.app_command, *others]
 
 
 def translatable_command_strings(commands: list[Any]) -> set[tuple[str, str]]:

@@ -6,7 +6,8 @@ twice rewrites the same message instead of posting a second one. The interaction
 allows this lives 15 minutes: once it has expired, or when Discord rejects it, the result is
 posted as a normal channel message that mentions the requester (sent with the job id as an
 enforced nonce, so a repeat within Discord's window is dropped), and the status message is
-edited through the bot's own REST access to point to it.
+edited through the bot's own REST access to point to it. A private job is never posted in the
+channel: see cogs/private.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from client.models import DownloadedImage
 from cogs.buttons import result_view, status_view
 from cogs.i18n import speech_for
 from cogs.pacing import Pacing
+from cogs.private import deliver_privately, is_private, tell_privately
 from cogs.render import (
     NO_MENTIONS,
     moved_text,
@@ -152,8 +154,8 @@ class DiscordPresenter:
                 if not token_rejected(err):
                     raise
                 self._reject(job, err)
-        if job.status_message_id is None:
-            return None
+        if job.status_message_id is None or is_private(job):
+            return None  # an ephemeral status is out of reach without its token
         channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         message = channel.get_partial_message(job.status_message_id)
         return await message.edit(allowed_mentions=NO_MENTIONS, **fields)
@@ -210,7 +212,9 @@ class DiscordPresenter:
         except discord.HTTPException as err:
             log.warning("job %s: could not edit the status message (%s)", job.id, err)
             message = None
-        if message is None:
+        if message is None and is_private(job):
+            await tell_privately(self._bot, job, text)
+        elif message is None:
             # No way to reach the job's own message: tell the requester in the channel.
             channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             await channel.send(f"<@{job.user_id}> {text}", allowed_mentions=ready_mentions(job))
@@ -258,6 +262,8 @@ class DiscordPresenter:
                         err.status,
                         err.code,
                     )
+        if is_private(job):  # never in the channel: by DM, or kept for /show
+            return await deliver_privately(self._bot, job, images, missing)
         return await self._deliver_to_channel(job, images, missing)
 
     async def _edit_original(
@@ -269,7 +275,7 @@ class DiscordPresenter:
             content=None,
             embed=result_embed(t, job, fitted),
             attachments=files_of(fitted),
-            view=result_view(t, job.id),
+            view=result_view(t, job, self._bot.jobs.cost_of),
             allowed_mentions=NO_MENTIONS,
         )
         return Delivery(message.id)
@@ -288,7 +294,7 @@ class DiscordPresenter:
                 ready_text(t, job),
                 embed=result_embed(t, job, shown),
                 files=files_of(shown),
-                view=result_view(t, job.id),
+                view=result_view(t, job, self._bot.jobs.cost_of),
                 allowed_mentions=ready_mentions(job),
                 nonce=f"job-{job.id}",
             )

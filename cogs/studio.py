@@ -1,7 +1,8 @@
 """The studio's commands: /imagine, /edit, the "Edit image" message menu, /quota and /show.
 
-Names, options and choices are part of the product. Handlers only turn options into a
-``JobSpec`` and hand it to ``launch``; refusals raise and the tree answers them ephemerally.
+Names, options and choices are part of the product (the shared ones: cogs/studio_options.py).
+Handlers only turn options into a ``JobSpec`` (the member's presets fill what they omit) and
+hand it to ``launch``; refusals raise and the tree answers them ephemerally.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 from discord.ext import commands
 
-from client.models import MAX_IMAGES, MAX_PROMPT_LENGTH, MAX_SEED, DownloadedImage
+from client.models import MAX_PROMPT_LENGTH, DownloadedImage
 from cogs.answers import answered_in_time, within_budget
 from cogs.buttons import (
     PromptModal,
@@ -36,13 +36,19 @@ from cogs.inputs import (
     requester,
     studio_job_id,
 )
+from cogs.library import apply_references, references_autocomplete
 from cogs.presenter import files_of, fit
-from cogs.render import (
-    NO_MENTIONS,
-    binding_caps,
-    limit_words,
-    result_embed,
-    usable_credits,
+from cogs.private import is_private
+from cogs.quota_text import cap_lines, default_cost_line, default_spec
+from cogs.render import NO_MENTIONS, limit_words, result_embed, usable_credits
+from cogs.studio_options import (
+    Count,
+    Prompt,
+    Seed,
+    StyleName,
+    generation_options,
+    given_of,
+    spec_for,
 )
 from cogs.tree import reply
 from services.errors import InvalidInput, NotAllowed
@@ -55,98 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_ID_TEXT = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-ASPECT_RATIO_CHOICES = [
-    Choice(name="auto (the model decides)", value="auto"),
-    Choice(name="21:9 (ultrawide)", value="21:9"),
-    Choice(name="16:9 (widescreen)", value="16:9"),
-    Choice(name="3:2 (photo)", value="3:2"),
-    Choice(name="4:3", value="4:3"),
-    Choice(name="5:4", value="5:4"),
-    Choice(name="1:1 (square)", value="1:1"),
-    Choice(name="4:5 (portrait post)", value="4:5"),
-    Choice(name="3:4", value="3:4"),
-    Choice(name="2:3 (portrait photo)", value="2:3"),
-    Choice(name="9:16 (phone screen)", value="9:16"),
-]
-RESOLUTION_CHOICES = [
-    Choice(name="0.5K (draft)", value="0.5K"),
-    Choice(name="1K (default)", value="1K"),
-    Choice(name="2K", value="2K"),
-    Choice(name="4K", value="4K"),
-]
-FORMAT_CHOICES = [
-    Choice(name="PNG (default)", value="png"),
-    Choice(name="JPEG", value="jpeg"),
-    Choice(name="WebP", value="webp"),
-]
-SAFETY_CHOICES = [
-    Choice(name="1 (strictest)", value=1),
-    Choice(name="2", value=2),
-    Choice(name="3", value=3),
-    Choice(name="4 (default)", value=4),
-    Choice(name="5", value=5),
-    Choice(name="6 (most permissive)", value=6),
-]
-OPTION_DESCRIPTIONS = {
-    "aspect_ratio": "Shape of the image (default: auto)",
-    "resolution": "Image size; larger sizes cost more credits (default: 1K)",
-    "count": f"How many images to make, 1-{MAX_IMAGES} (default: 1); each costs credits",
-    "seed": "Seed for repeatable results (default: random)",
-    "format": "File format of the images (default: PNG)",
-    "safety": "Content filter, 1 strictest to 6 most permissive (capped by the server)",
-    "web_search": "Let the model look things up on the web first (default: off)",
-}
-
-
-def generation_options(func: F) -> F:
-    """The options /imagine and /edit share: descriptions and choices."""
-    func = app_commands.describe(**OPTION_DESCRIPTIONS)(func)
-    return app_commands.choices(
-        aspect_ratio=ASPECT_RATIO_CHOICES,
-        resolution=RESOLUTION_CHOICES,
-        format=FORMAT_CHOICES,
-        safety=SAFETY_CHOICES,
-    )(func)
-
-
-def _value(choice: Choice[Any] | None, default: Any) -> Any:
-    return default if choice is None else choice.value
-
-
-def spec_of(
-    kind: JobKind,
-    prompt: str,
-    aspect_ratio: Choice[str] | None,
-    resolution: Choice[str] | None,
-    count: int,
-    seed: int | None,
-    format: Choice[str] | None,
-    safety: Choice[int] | None,
-    web_search: bool,
-    *,
-    image_urls: tuple[str, ...] = (),
-) -> JobSpec:
-    """The spec /imagine and /edit ask for, from their shared options (unset: the defaults)."""
-    return JobSpec(
-        kind=kind,
-        prompt=prompt,
-        image_urls=image_urls,
-        num_images=count,
-        seed=seed,
-        aspect_ratio=_value(aspect_ratio, "auto"),
-        resolution=_value(resolution, "1K"),
-        output_format=_value(format, "png"),
-        safety=_value(safety, None),  # None: not chosen, so the server's ceiling may clamp it
-        web_search=web_search,
-    )
-
-
-Prompt = Range[str, 1, MAX_PROMPT_LENGTH]
-Count = Range[int, 1, MAX_IMAGES]
-Seed = Range[int, 0, MAX_SEED]
 
 
 class StudioCog(commands.Cog):
@@ -170,7 +84,11 @@ class StudioCog(commands.Cog):
     # -- generation ---------------------------------------------------------------------------
 
     @app_commands.command(name="imagine", description="Generate images from a text prompt")
-    @app_commands.describe(prompt=f"What to draw (up to {MAX_PROMPT_LENGTH:,} characters)")
+    @app_commands.describe(
+        prompt=f"What to draw (up to {MAX_PROMPT_LENGTH:,} characters)",
+        references="Your saved references to use, comma-separated",
+    )
+    @app_commands.autocomplete(references=references_autocomplete)
     @generation_options
     async def imagine(
         self,
@@ -178,14 +96,33 @@ class StudioCog(commands.Cog):
         prompt: Prompt,
         aspect_ratio: Choice[str] | None = None,
         resolution: Choice[str] | None = None,
-        count: Count = 1,
+        count: Count | None = None,
         seed: Seed | None = None,
         format: Choice[str] | None = None,
         safety: Choice[int] | None = None,
         web_search: bool = False,
+        style: StyleName | None = None,
+        private: bool = False,
+        references: str | None = None,
     ) -> None:
-        options = (aspect_ratio, resolution, count, seed, format, safety, web_search)
-        await launch(interaction, spec_of(JobKind.IMAGINE, prompt, *options))
+        given = given_of(aspect_ratio, resolution, count, format, safety)
+
+        async def spec() -> JobSpec:
+            wanted = await spec_for(
+                interaction,
+                JobKind.IMAGINE,
+                prompt,
+                given,
+                seed=seed,
+                web_search=web_search,
+                style=style,
+                private=private,
+            )
+            if references and references.strip():
+                wanted = await apply_references(interaction, wanted, references)
+            return wanted
+
+        await launch(interaction, spec, private=private)
 
     @app_commands.command(name="edit", description="Edit or combine images with a text prompt")
     @app_commands.describe(
@@ -206,22 +143,34 @@ class StudioCog(commands.Cog):
         image4: discord.Attachment | None = None,
         aspect_ratio: Choice[str] | None = None,
         resolution: Choice[str] | None = None,
-        count: Count = 1,
+        count: Count | None = None,
         seed: Seed | None = None,
         format: Choice[str] | None = None,
         safety: Choice[int] | None = None,
         web_search: bool = False,
+        style: StyleName | None = None,
+        private: bool = False,
     ) -> None:
         given = {"image": image, "image2": image2, "image3": image3, "image4": image4}
         images = [(name, check_attachment(a, name)) for name, a in given.items() if a is not None]
-        options = (aspect_ratio, resolution, count, seed, format, safety, web_search)
+        defaults = given_of(aspect_ratio, resolution, count, format, safety)
 
         async def spec() -> JobSpec:
             await self.bot.jobs.check_images(images)  # what the member really sent
             urls = tuple(url for _, url in images)
-            return spec_of(JobKind.EDIT, prompt, *options, image_urls=urls)
+            return await spec_for(
+                interaction,
+                JobKind.EDIT,
+                prompt,
+                defaults,
+                seed=seed,
+                web_search=web_search,
+                style=style,
+                private=private,
+                image_urls=urls,
+            )
 
-        await launch(interaction, spec)
+        await launch(interaction, spec, private=private)
 
     async def edit_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """The "Edit image" message menu: a modal for the prompt, then an edit of its images."""
@@ -246,9 +195,13 @@ class StudioCog(commands.Cog):
     async def quota(self, interaction: discord.Interaction) -> None:
         who = requester(interaction)
         jobs = self.bot.jobs
-        balance, in_flight = await answered_in_time(
+        balance, in_flight, preset = await answered_in_time(
             interaction,
-            asyncio.gather(jobs.balance(who), jobs.in_flight(who.user_id, who.guild_id)),
+            asyncio.gather(
+                jobs.balance(who),
+                jobs.in_flight(who.user_id, who.guild_id),
+                self.bot.presets.preset(who.user_id),
+            ),
             ephemeral=True,
         )
         t = speech_for(interaction.locale)
@@ -260,13 +213,14 @@ class StudioCog(commands.Cog):
         )
         lines = [
             _credits_left(t, balance),
-            *binding_caps(t, balance),
+            *cap_lines(t, balance),
             t(
                 "They reset {when} ({at}).",
                 when=discord.utils.format_dt(resets, "R"),
                 at=discord.utils.format_dt(resets, "t"),
             ),
             t("Jobs in progress: **{jobs}**.", jobs=in_flight),
+            default_cost_line(t, jobs.cost_of(default_spec(preset)), preset),
             "-# " + t("Cost per image: {costs}", costs=", ".join(costs)),
         ]
         if interaction.response.is_done():  # deferred: the database was slow
@@ -298,7 +252,8 @@ class StudioCog(commands.Cog):
             raise NotAllowed("show", "Job `{job_id}` was removed by a moderator.", job_id=job.id)
         check_age_restriction(job, interaction)
         await within_budget(interaction, self.bot.jobs.check_presence(requester(interaction)))
-        await interaction.response.defer(thinking=True)
+        private = is_private(job)  # shown again only to the one who asks
+        await interaction.response.defer(thinking=True, ephemeral=private)
         try:
             images, missing = await self.bot.jobs.download(job.id, job.result_urls)
             if not images:
@@ -319,8 +274,9 @@ class StudioCog(commands.Cog):
         await interaction.followup.send(
             embed=result_embed(t, job, fitted),
             files=files_of(fitted),
-            view=result_view(t, job.id),
+            view=result_view(t, job, self.bot.jobs.cost_of),
             allowed_mentions=NO_MENTIONS,
+            ephemeral=private,
         )
 
     async def _from_result_message(self, job: Job) -> tuple[list[DownloadedImage], list[str]]:

@@ -16,6 +16,8 @@ from discord.ext import commands
 
 from cogs.buttons import DYNAMIC_ITEMS
 from cogs.i18n import speech_for
+from cogs.image_actions import IMAGE_ITEMS
+from cogs.library import LIBRARY_ITEMS
 from cogs.modlog_buttons import MODLOG_ITEMS
 from cogs.routing import routed
 from cogs.tree import say
@@ -34,7 +36,7 @@ FORM_CLOSED = N_(
     "This form is closed: it was already sent, or it was opened before the studio restarted."
     " Nothing more was started or charged; open it again if you need to."
 )
-ROUTED_ITEMS = (*DYNAMIC_ITEMS, *MODLOG_ITEMS)
+ROUTED_ITEMS = (*DYNAMIC_ITEMS, *IMAGE_ITEMS, *LIBRARY_ITEMS, *MODLOG_ITEMS)
 
 
 class UnansweredCog(commands.Cog):

@@ -18,9 +18,11 @@ from services.admin import AdminService
 from services.image_inputs import InputImages
 from services.jobs import JobService
 from services.jobs.breaker import CircuitBreaker
+from services.library import LibraryService
 from services.metrics import Metrics
 from services.moderation import ModerationService, ModLog
 from services.policy import PolicyService
+from services.presets import PresetService
 from services.settings import BotSettings
 from services.timings import TimingKeeper
 from storage import Storage
@@ -42,6 +44,8 @@ class Services:
     modlog_sink: DiscordModLog
     metrics: Metrics
     timings: TimingKeeper
+    presets: PresetService  # members' defaults, server styles, private results
+    library: LibraryService  # members' references, favourites and history
 
 
 def wire(
@@ -81,4 +85,18 @@ def wire(
     metrics.count_in_flight(jobs.active_count)
     moderation = ModerationService(storage, jobs, policy, admin, modlog, sink)
     timings = TimingKeeper(storage, runcomfy)  # learned job durations, kept in the database
-    return Services(policy, admin, jobs, moderation, pacing, presenter, sink, metrics, timings)
+    presets = PresetService(storage, policy)
+    library = LibraryService(storage)
+    return Services(
+        policy,
+        admin,
+        jobs,
+        moderation,
+        pacing,
+        presenter,
+        sink,
+        metrics,
+        timings,
+        presets=presets,
+        library=library,
+    )

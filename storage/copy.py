@@ -1,7 +1,8 @@
 """Moving an install: an SQLite database copied into an empty PostgreSQL database.
 
 Everything is copied (jobs with their history, the ledger, guild policies, role tiers, member
-overrides, blocklists, bans, learned timings) in ONE PostgreSQL transaction, so a failed copy
+overrides, blocklists, bans, learned timings, members' references, favourites and defaults,
+servers' styles) in ONE PostgreSQL transaction, so a failed copy
 leaves the target empty. The per-day counters are not copied: the ledger's triggers rebuild them
 as its entries arrive, and the audit then checks them against the ledger on both sides. A target
 with any row in it is refused. Stop the bot first: the source must not change meanwhile.
@@ -29,6 +30,10 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("blocklist", "id"),
     ("bans", "guild_id, user_id"),
     ("timing_estimates", "key"),
+    ("member_references", "user_id, guild_key, name"),
+    ("favourites", "user_id, job_id"),
+    ("member_presets", "user_id"),
+    ("guild_styles", "guild_id, name"),
 )
 # Counters the ledger's triggers keep: rebuilt on the target, never copied.
 DERIVED = ("user_day", "guild_day", "global_day")

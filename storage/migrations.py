@@ -289,9 +289,54 @@ _V7 = (
     Dialects(None, pg_schema.POLICY_NOTIFY),
 )
 
+# v8: what members keep beyond a job: named reference images (a result's image n, kept by job
+# and index: Discord's attachment URLs expire, so a fresh one is read when it is used),
+# favourite results, their own defaults; the server's named styles and whether it allows
+# private results.
+_V8 = (
+    """
+    CREATE TABLE member_references (
+        user_id INTEGER NOT NULL,
+        guild_key INTEGER NOT NULL,      -- the guild id, or 0 for DMs
+        name TEXT NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        image_index INTEGER NOT NULL,    -- 0-based, in the job's result_urls
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, guild_key, name)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE favourites (
+        user_id INTEGER NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, job_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE member_presets (
+        user_id INTEGER NOT NULL PRIMARY KEY,  -- a snowflake, never a generated key
+        settings TEXT NOT NULL,          -- JSON object: the options a member set as defaults
+        updated_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE guild_styles (
+        guild_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,              -- added to the prompt of a job that names the style
+        added_by INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (guild_id, name)
+    ) WITHOUT ROWID
+    """,
+    "ALTER TABLE guild_policy ADD COLUMN private_results INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX jobs_delivered_by_guild ON jobs (guild_id, created_at) WHERE state = 'delivered'",
+)
+
 # Ordered: a new migration is appended as the next entry. A statement is SQL both backends run
 # (PostgreSQL's types via storage.dialect.ddl) or a Dialects pair.
-MIGRATIONS: tuple[tuple[str | Dialects, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[tuple[str | Dialects, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -223,6 +223,7 @@ class GuildPolicy:
     cooldown_seconds: int = 0
     max_jobs_in_flight: int = 3
     dms_enabled: bool = False
+    private_results: bool = False  # members may ask for results only they see
 
 
 class InvalidSettingError(StorageError, ValueError):

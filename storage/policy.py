@@ -73,6 +73,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "cooldown_seconds": lambda n, v: whole(n, v, 0, MAX_COOLDOWN_SECONDS),
     "max_jobs_in_flight": lambda n, v: whole(n, v, 1, MAX_JOBS_IN_FLIGHT),
     "dms_enabled": _flag,
+    "private_results": _flag,
 }
 _ELSEWHERE = {"guild_id": "cannot be changed", "role_tiers": "set with set_role_tier()"}
 
@@ -80,8 +81,8 @@ _UPSERT_POLICY = """
 INSERT INTO guild_policy (
     guild_id, allowed_channel_ids, allowed_role_ids, default_daily_credits, daily_cap,
     max_safety, max_safety_age_restricted, log_channel_id, approval_mode, cooldown_seconds,
-    max_jobs_in_flight, dms_enabled, updated_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    max_jobs_in_flight, dms_enabled, private_results, updated_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (guild_id) DO UPDATE SET
     allowed_channel_ids = excluded.allowed_channel_ids,
     allowed_role_ids = excluded.allowed_role_ids,
@@ -94,6 +95,7 @@ ON CONFLICT (guild_id) DO UPDATE SET
     cooldown_seconds = excluded.cooldown_seconds,
     max_jobs_in_flight = excluded.max_jobs_in_flight,
     dms_enabled = excluded.dms_enabled,
+    private_results = excluded.private_results,
     updated_at = excluded.updated_at
 """
 
@@ -135,6 +137,7 @@ def _policy(conn: sqlite3.Connection, guild_id: int) -> GuildPolicy:
         cooldown_seconds=row["cooldown_seconds"],
         max_jobs_in_flight=row["max_jobs_in_flight"],
         dms_enabled=bool(row["dms_enabled"]),
+        private_results=bool(row["private_results"]),
     )
 
 
@@ -154,6 +157,7 @@ def _save_policy(conn: sqlite3.Connection, p: GuildPolicy, at: datetime) -> None
             p.cooldown_seconds,
             p.max_jobs_in_flight,
             int(p.dms_enabled),
+            int(p.private_results),
             to_db(at),
         ),
     )

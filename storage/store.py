@@ -16,9 +16,11 @@ from storage.db import Database, integrity_problems
 from storage.estimates import EstimateStore
 from storage.jobs import JobStore
 from storage.leases import LeaseStore
+from storage.library import LibraryStore
 from storage.migrations import migrate, refuse_newer
 from storage.pg import is_postgres_url
 from storage.policy import PolicyStore
+from storage.presets import PresetStore, StyleStore
 from storage.quota import QuotaStore
 from storage.settings import QuotaSettings
 
@@ -44,6 +46,9 @@ class Storage:
         self.estimates = EstimateStore(db, clock)  # job durations the client learned
         self.leases = LeaseStore(db, clock)  # which process runs which job
         self.cluster = ClusterStore(db, url)  # shard and leader locks, job signals
+        self.presets = PresetStore(db, clock)  # members' defaults for /imagine and /edit
+        self.styles = StyleStore(db, clock)  # servers' named styles
+        self.library = LibraryStore(db, clock)  # members' references, favourites, history
 
     async def ping(self) -> None:
         """One trivial query: the database thread answers (for health checks)."""

@@ -548,6 +548,7 @@ async def test_settings_show_everything_at_a_glance(tmp_path: Path) -> None:
             "**Cooldown:** 1 min 30 sec",
             "**Jobs in flight per member:** 3",
             "**DMs to members:** off",
+            "**Private results:** off",
             "**Bans:** 1 active",
             f"- <@{guild.member.id}> until lifted: spam",
         ):

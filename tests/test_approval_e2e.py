@@ -109,7 +109,7 @@ async def test_approve_posts_the_result_in_the_channel_and_commits(db_target: Pa
         job = await env.wait_state(job_id, JobState.DELIVERED)
         assert job.committed == 2
         result = await env.wait_message(sent.original.id, lambda m: len(m.attachments) == 2)
-        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         assert result.pinged() == NO_PINGS
         updated = await env.wait_message(entry.id, lambda m: "Approved" in str(m.embeds))
         assert updated.embeds[0]["title"] == "✅ Delivered · Imagine"
@@ -331,7 +331,7 @@ async def test_approve_when_no_image_can_be_fetched_posts_the_links(db_target: P
         job = await env.wait_state(job_id, JobState.DELIVERED)  # a result is never dropped
         result = await env.wait_message(sent.original.id, lambda m: bool(m.embeds))
         assert result.attachments == [] and "/attachments/" in str(result.embeds)
-        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         assert job.state == JobState.DELIVERED
 
 

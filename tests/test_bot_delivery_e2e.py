@@ -41,7 +41,7 @@ async def test_files_too_large_for_the_interaction_are_posted_as_links(tmp_path:
         assert result.attachments == []
         fields = {f["name"]: f["value"] for f in result.embeds[0]["fields"]}
         assert job.result_urls[0] in fields["Too large to attach"]
-        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         assert job.committed == 1
 
 
@@ -114,7 +114,7 @@ async def test_a_429_on_the_delivery_is_waited_out_and_the_result_arrives_once(
         assert job.result_message_id == status.id
         result = env.discord.message(status.id)
         assert len(result.attachments) == 1
-        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         assert env.discord.requests_to(with_files("POST", "/channels/")) == []
         assert env.discord.requests_to(with_files("POST", "/webhooks/")) == []
         assert job.committed == 1

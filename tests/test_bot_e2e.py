@@ -80,7 +80,7 @@ async def test_imagine_with_count_two_posts_one_message_with_two_pngs(
         # the API's bytes, unchanged
         served = [env.runcomfy.jobs[job.request_id].images[i][0] for i in (0, 1)]  # type: ignore[index]
         assert sorted(a.data for a in result.attachments) == sorted(served)  # type: ignore[type-var]
-        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         assert result.content == ""
         (embed,) = result.embeds
         assert embed["description"] == "a banana in space"
@@ -391,7 +391,7 @@ async def test_an_expired_token_falls_back_to_a_channel_message(db_target: Path 
         assert result.origin == "channel" and len(result.attachments) == 1
         assert result.content.startswith(f"<@{member.id}>")
         assert result.pinged() == {"users": {member.id}, "roles": set(), "everyone": False}
-        assert labels(result) == ["Re-roll", "Edit", "Delete"]
+        assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         moved = await env.wait_message(status.id, lambda m: "posted below" in m.content)
         assert moved.buttons() == []
 
@@ -439,7 +439,7 @@ async def test_a_restart_mid_job_delivers_exactly_once_and_old_buttons_work(
             click = await env.discord.click_button(done, custom_id(done, "Re-roll"))
             again = await env.acknowledged(click)
             await env.wait_state(env.job_id_of(again), JobState.DELIVERED)
-            assert labels(result) == ["Re-roll", "Edit", "Delete"]
+            assert labels(result) == ["Re-roll", "Edit", "Delete", "Favourite"]
         async with env.running() as bot:  # a third start finds nothing to do
             assert bot.jobs.active_count() == 0  # resume ran in setup_hook, before READY
             assert (await env.job(done_id)).state == JobState.DELIVERED
@@ -467,7 +467,7 @@ async def test_show_reposts_a_past_result_with_live_buttons(db_target: Path | st
         _, job_id = await delivered(env, "worth showing")
         sent = await env.discord.slash_command("show", {"job_id": job_id})
         shown = await sent.wait_for_original(lambda m: bool(m.attachments))
-        assert not shown.ephemeral and labels(shown) == ["Re-roll", "Edit", "Delete"]
+        assert not shown.ephemeral and labels(shown) == ["Re-roll", "Edit", "Delete", "Favourite"]
         assert custom_id(shown, "Re-roll") == f"studio:reroll:{job_id}"
         assert shown.embeds[0]["description"] == "worth showing"
 

@@ -9,6 +9,7 @@ stay unique where Discord needs them unique.
 from __future__ import annotations
 
 import string
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from cogs.translator import DESCRIPTION, MENU, NAME, fits, valid_name
 from services.errors import InvalidInput
 from services.jobs.notes import timeout_reason
 from services.wording import Wording
+from storage.models import Job, JobKind, JobState
 
 LANGUAGES = ("ko", "fr", "zh-CN", "ja", "es-ES", "de", "pt-BR")
 
@@ -169,7 +171,8 @@ def test_a_stored_sentence_is_read_back_in_the_readers_language() -> None:
 
 @pytest.mark.parametrize("code", languages())  # every catalog: a new one is checked too
 def test_form_texts_fit_discords_limits_in_every_language(code: str) -> None:
-    """Form titles and field labels: at most 45 characters; placeholders 100; buttons 80."""
+    """Form titles and field labels: at most 45 characters; placeholders and menu options 100;
+    buttons 80."""
     from cogs import buttons, modlog_buttons
 
     t = speech_for(code)
@@ -181,6 +184,33 @@ def test_form_texts_fit_discords_limits_in_every_language(code: str) -> None:
     assert all(len(text) <= 100 for text in placeholders), placeholders
     labels = [t(item.label) for item in (*buttons.DYNAMIC_ITEMS, *modlog_buttons.MODLOG_ITEMS)]
     assert all(0 < len(text) <= 80 for text in labels), labels
+    # The result actions: the library's forms, a 4-image result's menus (option label and
+    # description: 100) and the library's buttons (Favourite, Previous, Next).
+    from cogs import image_actions, library, library_pages
+
+    ref = library.ReferenceForm(t, "abc", 0, "ref-1", open_forms=set())
+    short = [ref.title, t(library._NAME_LABEL), *(t("Edit image {n}", n=n) for n in range(1, 5))]
+    assert all(0 < len(text) <= 45 for text in short), short
+    assert len(ref.name.placeholder or "") <= 100
+    when = datetime.now(UTC)
+    job = Job(
+        id="abcdefghij", kind=JobKind.IMAGINE, state=JobState.DELIVERED, user_id=1,
+        guild_id=2, channel_id=3, prompt="a cat", params={"num_images": 4}, cost=4,
+        created_at=when, updated_at=when, result_urls=tuple(f"https://x/{n}.png" for n in range(4)),
+    )  # fmt: skip
+    extras = image_actions.result_extras(t, job, lambda _: 9999)
+    menus = [i for i in extras if isinstance(i, image_actions.ImageActions)]
+    assert len(menus) == 4
+    for menu in menus:
+        options = menu.item.options  # type: ignore[attr-defined]
+        texts = [o.label for o in options] + [o.description or "" for o in options]
+        assert all(len(text) <= 100 for text in texts), texts
+        assert len(menu.item.placeholder or "") <= 150  # type: ignore[attr-defined]
+    buttons = [t(library.FavouriteButton.label)]
+    buttons += [
+        library_pages.PageButton(w, "h", 0, 1, 0, t=t).item.label or "" for w in ("prev", "next")
+    ]
+    assert all(0 < len(text) <= 80 for text in buttons), buttons
 
 
 def test_a_placeholder_the_bot_cannot_fill_is_caught() -> None:

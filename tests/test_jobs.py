@@ -626,8 +626,9 @@ async def test_a_burst_of_requests_defers_background_work_but_not_forever(
     )
     try:
         assert presenter.pacing is not None
-        for _ in ("one", "two"):  # the cogs note each interaction as it arrives
-            presenter.pacing.note_request()
+        for _ in ("one", "two"):  # the cogs note each interaction (answered here at once)
+            with presenter.pacing.request():
+                pass
         first = await jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="one"), WHO)
         second = await jobs.reserve(JobSpec(kind=JobKind.IMAGINE, prompt="two"), WHO)
         started = asyncio.get_running_loop().time()

@@ -232,6 +232,7 @@ class JobService:
             upload_limit=who.upload_limit,
             rng=self._rng,
             safety_chosen=spec.safety is not None,
+            private=spec.private,
         )
         self.watch.admit()  # RunComfy keeps failing: refused before anything is charged
         try:

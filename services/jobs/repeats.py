@@ -51,4 +51,14 @@ def _key(spec: JobSpec, who: Requester) -> tuple[Any, ...] | None:
         return ("form", spec.form_id)
     if spec.parent_job_id is None:
         return None  # a typed command: Discord sends each one once
-    return (who.user_id, spec.parent_job_id, spec.kind, spec.prompt)
+    # The images and the shape too: two images' actions (or Re-render 2K then 4K) differ.
+    return (
+        who.user_id,
+        spec.parent_job_id,
+        spec.kind,
+        spec.prompt,
+        spec.image_urls,
+        spec.resolution,
+        spec.aspect_ratio,
+        spec.num_images,
+    )

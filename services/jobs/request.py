@@ -39,6 +39,7 @@ class JobRequest:
     safety_chosen: bool = False
     upload_limit: int = DEFAULT_UPLOAD_LIMIT  # the interaction's attachment size limit
     notes: tuple[Wording, ...] = ()  # the policy's notes (a clamped safety), shown on the status
+    private: bool = False  # never posted publicly: shown ephemerally, else sent by DM
 
     @property
     def options(self) -> GenerationOptions:
@@ -56,6 +57,8 @@ class JobRequest:
         params["safety_chosen"] = self.safety_chosen
         if self.notes:
             params["notes"] = [n.stored() for n in self.notes]
+        if self.private:
+            params["private"] = True
         return params
 
     @classmethod
@@ -73,6 +76,7 @@ class JobRequest:
             safety_chosen=bool(p.get("safety_chosen", False)),
             upload_limit=int(p.get("upload_limit") or DEFAULT_UPLOAD_LIMIT),
             notes=tuple(Wording.parse(str(n)) for n in p.get("notes", ())),
+            private=bool(p.get("private", False)),
         )
 
 
@@ -95,6 +99,7 @@ def spec_of(job: Job, **changes: Any) -> JobSpec:
         web_search=options.enable_web_search,
         image_urls=request.image_urls,
         parent_job_id=job.id,
+        private=request.private,  # what is made from a private result stays private
     )
     return replace(spec, **changes)
 
@@ -141,6 +146,7 @@ def decided(
     upload_limit: int,
     rng: random.Random,
     safety_chosen: bool,
+    private: bool = False,
 ) -> JobRequest:
     """The request as it will be sent: the policy's safety level and a seed picked if none."""
     options = api.options
@@ -151,6 +157,7 @@ def decided(
         safety_chosen=safety_chosen,
         upload_limit=upload_limit,
         notes=tuple(decision.notes),
+        private=private,
     )
 
 

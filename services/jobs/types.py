@@ -58,6 +58,7 @@ class JobSpec:
     image_urls: tuple[str, ...] = ()
     parent_job_id: str | None = None
     form_id: str | None = None  # the form it came from: one job per form, however often sent
+    private: bool = False  # only the member sees its status and result (where the server allows)
 
 
 @dataclass(frozen=True, slots=True)
