@@ -10,7 +10,7 @@ from __future__ import annotations
 from discord.utils import format_dt
 
 from cogs.i18n import Speech
-from cogs.render import clipped, listed
+from cogs.render import clipped, listed, said_to
 from cogs.translator import option_name
 from services.admin import AdminError, AlreadyListed, InvalidSetting, NotFound
 from services.policy import (
@@ -137,7 +137,7 @@ def admin_error_text(t: Speech, error: AdminError) -> str:
             tag = _TAGS.get(what, "{}").format(target)
             return t(_NOT_FOUND[what], target=tag)
         case InvalidSetting(field=field, problem=problem):
-            return f"{option_name(t, field)}: {t.wording(problem)}"
+            return f"{option_name(t, field)}: {said_to(t, problem)}"
     return t.wording(error.wording)
 
 

@@ -9,6 +9,7 @@ messages are sent with no allowed mentions anyway, so a prompt saying ``@everyon
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import discord
 from discord.utils import format_dt
@@ -16,7 +17,7 @@ from discord.utils import format_dt
 from cogs.i18n import Speech
 from services.imagefit import FittedImage
 from services.jobs import JobRequest, Progress
-from services.wording import N_, Wording
+from services.wording import N_, UserText, Wording
 from storage.models import Balance, Job, JobKind, JobState
 
 NO_MENTIONS = discord.AllowedMentions.none()  # every answer and post of the cogs pings nobody
@@ -38,6 +39,12 @@ _STATUS_LABELS = {
 def escaped(text: str) -> str:
     """User text shown as text: markdown and mentions neutralised."""
     return discord.utils.escape_markdown(discord.utils.escape_mentions(text))
+
+
+def said_to(t: Speech, wording: Wording, **changes: Any) -> str:
+    """A service's sentence in the reader's language; what a member typed is shown as typed."""
+    args = {k: escaped(v) if isinstance(v, UserText) else v for k, v in wording.args.items()}
+    return t(wording.text, **(args | changes))
 
 
 def clipped(text: str, limit: int) -> str:

@@ -22,7 +22,7 @@ from cogs.i18n import Speech, speech_for
 from cogs.inputs import check_source
 from cogs.payload import OUT_OF_DATE, check_payload
 from cogs.refusals import SERVICE_DOWN, admin_error_text, refusal_text
-from cogs.render import NO_MENTIONS, credits, limit_words
+from cogs.render import NO_MENTIONS, credits, limit_words, said_to
 from cogs.translator import option_name
 from services.admin import AdminError
 from services.errors import InvalidInput, ServiceUnavailable, StudioClosing, StudioError
@@ -68,12 +68,12 @@ def message_for(t: Speech, error: BaseException) -> str | None:
         return t(SERVICE_DOWN)
     if isinstance(error, InvalidInput):
         # the option is named as the member's client shows it
-        args = dict(error.wording.args)
-        if isinstance(args.get("option"), str):
-            args["option"] = option_name(t, args["option"])
-        return t(error.wording.text, **args)
+        option = error.wording.args.get("option")
+        if isinstance(option, str):
+            return said_to(t, error.wording, option=option_name(t, option))
+        return said_to(t, error.wording)
     if isinstance(error, StudioError):
-        return t.wording(error.wording)
+        return said_to(t, error.wording)
     if isinstance(error, QuotaExceededError):
         return t(
             _QUOTA_SPENT.get(error.limit, _NOT_ENOUGH),

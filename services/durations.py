@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 from services.admin_types import InvalidSetting
+from services.wording import UserText
 
 MIN_BAN = timedelta(minutes=1)
 MAX_BAN = timedelta(days=365)
@@ -37,7 +38,9 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION_PART.findall(cleaned)
     if not cleaned or "".join(n + u for n, u in parts) != cleaned:
         raise InvalidSetting(
-            "duration", '"{text}" is not a duration; try 30m, 2h, 7d or 1h30m', text=text
+            "duration",
+            '"{text}" is not a duration; try 30m, 2h, 7d or 1h30m',
+            text=UserText(text[:64]),
         )
     seconds = sum(int(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
     if seconds > MAX_BAN.total_seconds():  # also keeps timedelta from overflowing

@@ -13,7 +13,6 @@ across servers; styles belong to one server.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from client.models import MAX_IMAGES
 from services.errors import InvalidInput, NotAllowed
 from services.jobs import JobSpec
 from services.policy import PolicyService
+from services.wording import UserText
 from storage import Storage
 from storage.models import JobKind
 from storage.presets import GuildStyle, StyleLimitError
@@ -35,7 +35,6 @@ ASPECT_RATIOS = frozenset(
 RESOLUTIONS = frozenset({"0.5K", "1K", "2K", "4K"})
 FORMATS = frozenset({"png", "jpeg", "webp"})
 # Markdown and mention characters, backslash-escaped where a member's text is echoed.
-_MARKDOWN = re.compile(r"([\\`*_~|>\[\]<@#])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +179,7 @@ class PresetService:
         found = await self._storage.styles.get(guild_id, name.strip())
         if found is None:
             raise InvalidInput(
-                "style", "This server has no style named “{name}”.", name=_shown(name)
+                "style", "This server has no style named “{name}”.", name=_typed(name)
             )
         return found
 
@@ -212,7 +211,7 @@ class PresetService:
         removed = await self._storage.styles.remove(guild_id, name.strip())
         if removed is None:
             raise InvalidInput(
-                "style", "This server has no style named “{name}”.", name=_shown(name)
+                "style", "This server has no style named “{name}”.", name=_typed(name)
             )
         return removed
 
@@ -238,6 +237,6 @@ def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
-def _shown(name: str) -> str:
-    """A member's text echoed in a refusal: clipped, its markdown and mentions shown as typed."""
-    return _MARKDOWN.sub(r"\\\1", name.strip()[:64])
+def _typed(name: str) -> UserText:
+    """A name the member typed, echoed in a refusal: clipped; the cogs show it as typed."""
+    return UserText(name.strip()[:64])

@@ -44,9 +44,16 @@ class Wording:
         return cls(stored)
 
 
+class UserText(str):
+    """A value a member typed, echoed in a sentence: the cogs show it as typed (its markdown and
+    mentions inert). Services mark it; rendering it is the cogs' business."""
+
+    __slots__ = ()
+
+
 def said(text: str, /, **args: Any) -> Wording:
     """``Wording`` for a literal text: ``said("Job {job_id} ...", job_id=...)`` (extracted)."""
     return Wording(text, args)
 
 
-__all__ = ["N_", "Wording", "said"]
+__all__ = ["N_", "UserText", "Wording", "said"]

@@ -179,7 +179,7 @@ async def test_styles_add_list_autocomplete_use_and_remove(tmp_path: Path) -> No
         assert "no style named “vaporwave”" in text and await used(env) == 1
         # the member's text is shown as typed: no code span, formatting or mention of its own
         text = await refused(env, await env.imagine("a fox", style="`x` **b** <@1>"))
-        assert "no style named “\\`x\\` \\*\\*b\\*\\* \\<\\@1\\>”" in text
+        assert "no style named “\\`x\\` \\*\\*b\\*\\* <@1>”" in text  # sent pinging nobody
 
         typing = await env.discord.autocomplete(
             "admin style remove", {"name": "no"}, "name", user=env.discord.guild.admin
